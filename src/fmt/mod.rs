@@ -1,0 +1,1 @@
+//! `orchc fmt`: one canonical layout for every construct.

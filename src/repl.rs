@@ -1,0 +1,1 @@
+//! `orchc repl`: an interactive session over the same checker and interpreter.

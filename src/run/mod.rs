@@ -1,0 +1,1 @@
+//! The durable interpreter: executes the checked IR step by step, persisting every result.
