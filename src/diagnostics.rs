@@ -152,7 +152,14 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(code: Code, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { code, severity: Severity::Error, message: message.into(), source: None, labels: vec![], help: None }
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            source: None,
+            labels: vec![],
+            help: None,
+        }
     }
 
     pub fn warning(code: Code, message: impl Into<String>) -> Diagnostic {
@@ -385,7 +392,9 @@ mod tests {
     #[test]
     fn github_format_escapes() {
         let src = Source::new("x,y.orch", "step");
-        let d = Diagnostic::error(Code::NameUnknown, "100% wrong\nagain").in_source(&src).with_label(Span::new(0, 4), "here");
+        let d = Diagnostic::error(Code::NameUnknown, "100% wrong\nagain")
+            .in_source(&src)
+            .with_label(Span::new(0, 4), "here");
         assert_eq!(
             render_github(&d),
             "::error file=x%2Cy.orch,line=1,col=1,title=orch%3A%3Aname%3A%3Aunknown::100%25 wrong%0Aagain"

@@ -201,15 +201,37 @@ pub struct WorkflowDef {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Flow {
     Call(Call),
-    Seq { id: String, items: Vec<Flow> },
-    Par { id: String, branches: Vec<Flow> },
+    Seq {
+        id: String,
+        items: Vec<Flow>,
+    },
+    Par {
+        id: String,
+        branches: Vec<Flow>,
+    },
     /// Nodes with edges `(before, after)` as indexes into `nodes`, computed from data needs and
     /// `after` clauses; acyclic (checked).
-    Graph { id: String, nodes: Vec<Call>, edges: Vec<(usize, usize)> },
-    If { id: String, cond: Expr, then: Box<Flow>, otherwise: Option<Box<Flow>> },
+    Graph {
+        id: String,
+        nodes: Vec<Call>,
+        edges: Vec<(usize, usize)>,
+    },
+    If {
+        id: String,
+        cond: Expr,
+        then: Box<Flow>,
+        otherwise: Option<Box<Flow>>,
+    },
     /// Runs `body` once per element of `iter`, at most `limit` at a time, with `var` a state key
     /// inside. Each key in `collects` written by the body becomes a list, in element order.
-    For { id: String, var: String, iter: Expr, limit: u32, body: Box<Flow>, collects: Vec<String> },
+    For {
+        id: String,
+        var: String,
+        iter: Expr,
+        limit: u32,
+        body: Box<Flow>,
+        collects: Vec<String>,
+    },
 }
 
 impl Flow {
@@ -304,7 +326,10 @@ pub enum ExprKind {
     Secret(String),
     /// The record `{ id, workflow, env }` of the current run.
     Run,
-    EnumValue { enum_name: String, variant: String },
+    EnumValue {
+        enum_name: String,
+        variant: String,
+    },
     Record(Vec<(String, Expr)>),
     List(Vec<Expr>),
     /// Field of a record, block, map-as-record, `Json` (gives `Json`, `none` when absent) or
@@ -314,20 +339,42 @@ pub enum ExprKind {
     Unary(crate::syntax::ast::UnaryOp, Box<Expr>),
     /// `and`, `or` and `??` evaluate their right side only when needed.
     Binary(crate::syntax::ast::BinaryOp, Box<Expr>, Box<Expr>),
-    If { cond: Box<Expr>, then: Block, otherwise: Option<Block> },
-    For { var: String, iter: Box<Expr>, filter: Option<Box<Expr>>, body: Block },
+    If {
+        cond: Box<Expr>,
+        then: Block,
+        otherwise: Option<Block>,
+    },
+    For {
+        var: String,
+        iter: Box<Expr>,
+        filter: Option<Box<Expr>>,
+        body: Block,
+    },
     /// Sets fields along dotted paths; on a subscription the paths go into its fields.
-    With { base: Box<Expr>, updates: Vec<(Vec<String>, Expr)> },
+    With {
+        base: Box<Expr>,
+        updates: Vec<(Vec<String>, Expr)>,
+    },
     /// `Json` to `ty`, checked at run time (`orch::run::conversion`).
     As(Box<Expr>, Type),
     /// `P.new(customer: c, ...)`: a new subscription in the lifecycle's initial state.
-    NewSubscription { product: String, customer: Box<Expr>, fields: Vec<(String, Expr)> },
+    NewSubscription {
+        product: String,
+        customer: Box<Expr>,
+        fields: Vec<(String, Expr)>,
+    },
     /// `transition(sub, state)`: checks at run time that every field required in `state` is set
     /// (`orch::run::lifecycle_fields`).
-    Transition { sub: Box<Expr>, state: String },
+    Transition {
+        sub: Box<Expr>,
+        state: String,
+    },
     /// A built-in function. `args` follows the built-in's parameter list (`Builtin::params`):
     /// one entry per parameter, `None` where the call did not give it.
-    Builtin { func: Builtin, args: Vec<Option<Expr>> },
+    Builtin {
+        func: Builtin,
+        args: Vec<Option<Expr>>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

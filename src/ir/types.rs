@@ -24,7 +24,10 @@ pub enum Type {
     Enum(String),
     Block(String),
     /// `P` (state `None`: any state) or `P@state`.
-    Product { name: String, state: Option<String> },
+    Product {
+        name: String,
+        state: Option<String>,
+    },
 }
 
 impl Type {

@@ -75,6 +75,8 @@ pub struct Item {
     pub span: Span,
 }
 
+// A file has few items; boxing the large ones would only add noise to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum ItemKind {
     Use(UseDecl),
@@ -308,8 +310,17 @@ pub enum FlowKind {
     Par(Vec<Flow>),
     /// `graph { a, b after a }`
     Graph(Vec<GraphItem>),
-    If { cond: Expr, then: Box<Flow>, otherwise: Option<Box<Flow>> },
-    For { var: Ident, iter: Expr, limit: Option<Expr>, body: Box<Flow> },
+    If {
+        cond: Expr,
+        then: Box<Flow>,
+        otherwise: Option<Box<Flow>>,
+    },
+    For {
+        var: Ident,
+        iter: Expr,
+        limit: Option<Expr>,
+        body: Box<Flow>,
+    },
     /// `( F )`: kept so the formatter can print what was written.
     Group(Box<Flow>),
 }
@@ -370,14 +381,29 @@ pub enum ExprKind {
     List(Vec<Expr>),
     Field(Box<Expr>, Ident),
     Index(Box<Expr>, Box<Expr>),
-    Call { callee: Box<Expr>, args: Vec<Arg> },
+    Call {
+        callee: Box<Expr>,
+        args: Vec<Arg>,
+    },
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
-    If { cond: Box<Expr>, then: Block, otherwise: Option<Else> },
+    If {
+        cond: Box<Expr>,
+        then: Block,
+        otherwise: Option<Else>,
+    },
     /// `for x in xs [if cond] { e }`
-    For { var: Ident, iter: Box<Expr>, filter: Option<Box<Expr>>, body: Block },
+    For {
+        var: Ident,
+        iter: Box<Expr>,
+        filter: Option<Box<Expr>>,
+        body: Block,
+    },
     /// `e with { a: 1, node.ims_id: 2 }`
-    With { base: Box<Expr>, updates: Vec<(Vec<Ident>, Expr)> },
+    With {
+        base: Box<Expr>,
+        updates: Vec<(Vec<Ident>, Expr)>,
+    },
     As(Box<Expr>, TypeExpr),
     /// `( e )`: kept for the formatter.
     Paren(Box<Expr>),

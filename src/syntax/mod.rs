@@ -1,8 +1,13 @@
 //! Source text to AST. The only module that touches pest types.
 
 pub mod ast;
+mod parser;
 
+pub use parser::{parse_duration, scan_comments, MAX_DEPTH};
+
+use crate::diagnostics::{Code, Diagnostic, Source};
 use ast::Span;
+use std::sync::Arc;
 
 /// A syntax error: where, and what was expected, in words.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,7 +16,13 @@ pub struct ParseError {
     pub message: String,
 }
 
+impl ParseError {
+    pub fn to_diagnostic(&self, source: &Arc<Source>) -> Diagnostic {
+        Diagnostic::error(Code::ParseSyntax, self.message.clone()).in_source(source).with_label(self.span, "here")
+    }
+}
+
 /// Parses one file.
-pub fn parse(_source: &str) -> Result<ast::Module, ParseError> {
-    Err(ParseError { span: Span::default(), message: "the parser is being written".into() })
+pub fn parse(source: &str) -> Result<ast::Module, ParseError> {
+    parser::parse(source)
 }
