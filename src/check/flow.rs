@@ -472,10 +472,18 @@ impl Checker {
             for (_, e) in &it.call.args {
                 ast_names(e, &mut needs);
             }
+            let after: Vec<usize> = it
+                .after
+                .iter()
+                .filter_map(|a| items.iter().position(|x| x.call.target.last().name == a.name || x.call.target.dotted() == a.name))
+                .collect();
             for k in needs {
                 if let Some(&w) = writer_of.get(&k) {
-                    if w != i && !edges.contains(&(w, i)) {
-                        edges.push((w, i));
+                    // A key that exists before the graph and that another item overwrites is read
+                    // before it is overwritten, unless `after` says otherwise.
+                    let edge = if state.contains_key(&k) && !after.contains(&w) { (i, w) } else { (w, i) };
+                    if w != i && !edges.contains(&edge) {
+                        edges.push(edge);
                     }
                 }
             }
