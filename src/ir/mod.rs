@@ -210,7 +210,9 @@ pub enum Flow {
         branches: Vec<Flow>,
     },
     /// Nodes with edges `(before, after)` as indexes into `nodes`, computed from data needs and
-    /// `after` clauses; acyclic (checked).
+    /// `after` clauses; acyclic (checked). A node may start when every node before it is done;
+    /// it reads the state as it is then (a key that existed before the graph and that another
+    /// node overwrites is read before that node runs: the edge goes from reader to writer).
     Graph {
         id: String,
         nodes: Vec<Call>,
