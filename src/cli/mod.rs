@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod check;
+mod fmt;
 
 /// Exit statuses shared by the commands.
 pub mod exit {
@@ -202,6 +203,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
         other => {
             eprintln!("orchc: `{}` is not available in this build yet", command_name(&other));
             exit::USAGE

@@ -1,0 +1,203 @@
+//! `orchc fmt`: the formatter on every `.orch` file of the repository and the brief (idempotent,
+//! same tree, same comments), golden files `tests/fmt/*.in.orch` → `*.out.orch`, and the command.
+
+use orch::fmt::format_source;
+use orch::syntax::{ast::strip_spans, parse};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.orch` file in the repository (outside `target/` and hidden directories), and the
+/// ```orch blocks of the design brief when it is beside the repository.
+fn every_orch_source() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(repo())
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0 || !(name.starts_with('.') || name == "target")
+        })
+        .filter_map(Result::ok)
+    {
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "orch") {
+            let text = std::fs::read_to_string(entry.path()).expect("readable");
+            out.push((entry.path().display().to_string(), text));
+        }
+    }
+    if let Ok(brief) = std::fs::read_to_string(repo().join("../shared/design/LANGUAGE.md")) {
+        for (i, block) in brief.split("```orch\n").skip(1).enumerate() {
+            out.push((format!("LANGUAGE.md example {i}"), block.split("```").next().unwrap_or("").to_string()));
+        }
+    }
+    out
+}
+
+fn comment_texts(src: &str) -> Vec<(String, bool)> {
+    let mut v: Vec<(String, bool)> =
+        parse(src).expect("parses").comments.into_iter().map(|c| (c.text.trim_end().to_string(), c.doc)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_orch_file_formats_to_a_fixed_point_with_the_same_tree_and_comments() {
+    let sources = every_orch_source();
+    assert!(sources.len() >= 3, "expected the stdlib and the golden files at least, found {}", sources.len());
+    let mut formatted_count = 0;
+    for (name, src) in &sources {
+        let Ok(module) = parse(src) else {
+            // Files that are meant not to parse (tests of syntax errors) are skipped.
+            continue;
+        };
+        let once = format_source(src).unwrap_or_else(|e| panic!("{name}: {}", e.message));
+        let reparsed =
+            parse(&once).unwrap_or_else(|e| panic!("{name}: the formatted text does not parse: {}\n{once}", e.message));
+        assert_eq!(strip_spans(&reparsed), strip_spans(&module), "{name}: formatting changed the tree:\n{once}");
+        let twice = format_source(&once).expect("parses");
+        assert_eq!(twice, once, "{name}: formatting twice changes the text");
+        assert_eq!(comment_texts(&once), comment_texts(src), "{name}: comments differ after formatting");
+        for line in once.lines() {
+            assert!(!line.ends_with(' '), "{name}: trailing space in {line:?}");
+        }
+        formatted_count += 1;
+    }
+    assert!(formatted_count >= 3);
+}
+
+#[test]
+fn golden_files() {
+    let dir = repo().join("tests/fmt");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/fmt") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".in.orch") else { continue };
+        let input = std::fs::read_to_string(&path).expect("input");
+        let expected = std::fs::read_to_string(dir.join(format!("{stem}.out.orch"))).expect("expected output");
+        let got = format_source(&input).expect("the input parses");
+        assert_eq!(got, expected, "tests/fmt/{stem}: the formatted text differs from {stem}.out.orch");
+        // The canonical layout is its own fixed point.
+        assert_eq!(format_source(&expected).expect("parses"), expected, "{stem}.out.orch is not canonical");
+        count += 1;
+    }
+    assert!(count >= 3, "expected golden files in tests/fmt, found {count}");
+}
+
+#[test]
+fn long_lists_break_one_element_per_line_and_short_ones_stay_on_one_line() {
+    let src = "step s() -> (x: [Str]) { { x: [\"aaaaaaaaaaaaaaaaaaaa\", \"bbbbbbbbbbbbbbbbbbbbbbbbb\", \"cccccccccccccccccccccccccc\", \"dddddddddddd\"] } }\n";
+    let out = format_source(src).unwrap();
+    assert_eq!(
+        out,
+        "step s() -> (x: [Str]) {\n  {\n    x: [\n      \"aaaaaaaaaaaaaaaaaaaa\",\n      \"bbbbbbbbbbbbbbbbbbbbbbbbb\",\n      \"cccccccccccccccccccccccccc\",\n      \"dddddddddddd\",\n    ],\n  }\n}\n"
+    );
+    let out = format_source("workflow w() -> () { a>>b  >>c&d }").unwrap();
+    assert_eq!(out, "workflow w() -> () {\n  a >> b >> c & d\n}\n");
+    for line in format_source(src).unwrap().lines() {
+        assert!(line.len() <= 100);
+    }
+}
+
+#[test]
+fn a_statement_starting_with_minus_keeps_its_separator() {
+    // On its own line, `-x` would continue the previous statement as a subtraction.
+    let src = "step s(x: Int) -> (y: Int) { log(\"a\"); -x; { y: x } }";
+    let out = format_source(src).unwrap();
+    assert_eq!(strip_spans(&parse(&out).unwrap()), strip_spans(&parse(src).unwrap()), "{out}");
+    assert!(out.contains("log(\"a\");\n  -x\n"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command
+
+fn orchc(args: &[&str], dir: &Path, stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchc"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orchc starts");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+const UGLY: &str = "workflow w() -> () {a>>b}\n";
+const PRETTY: &str = "workflow w() -> () {\n  a >> b\n}\n";
+
+#[test]
+fn cli_formats_files_in_place_and_walks_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    std::fs::write(tmp.path().join("a.orch"), UGLY).unwrap();
+    std::fs::write(tmp.path().join("sub/b.orch"), UGLY).unwrap();
+    std::fs::write(tmp.path().join("sub/notes.txt"), UGLY).unwrap();
+    let (code, stdout, stderr) = orchc(&["fmt", "a.orch"], tmp.path(), None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("a.orch")).unwrap(), PRETTY);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("sub/b.orch")).unwrap(), UGLY);
+    let (code, _, stderr) = orchc(&["fmt"], tmp.path(), None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("sub/b.orch")).unwrap(), PRETTY);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("sub/notes.txt")).unwrap(), UGLY, "only .orch files");
+}
+
+#[test]
+fn cli_check_lists_files_that_would_change_and_exits_1_without_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ugly.orch"), UGLY).unwrap();
+    std::fs::write(tmp.path().join("pretty.orch"), PRETTY).unwrap();
+    let (code, stdout, _) = orchc(&["fmt", "--check", "."], tmp.path(), None);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "ugly.orch\n");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("ugly.orch")).unwrap(), UGLY);
+    let (code, stdout, _) = orchc(&["fmt", "--check", "pretty.orch"], tmp.path(), None);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn cli_dash_reads_stdin_and_writes_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = orchc(&["fmt", "-"], tmp.path(), Some(UGLY));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, PRETTY);
+    let (code, stdout, _) = orchc(&["fmt", "--check", "-"], tmp.path(), Some(UGLY));
+    assert_eq!((code, stdout.as_str()), (1, "-\n"));
+}
+
+#[test]
+fn cli_a_file_that_does_not_parse_is_reported_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = "workflow w() -> () {a >> }\n// keep me   \n";
+    std::fs::write(tmp.path().join("broken.orch"), broken).unwrap();
+    std::fs::write(tmp.path().join("ok.orch"), UGLY).unwrap();
+    let (code, _, stderr) = orchc(&["fmt", "broken.orch", "ok.orch"], tmp.path(), None);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("orch::parse::syntax"), "{stderr}");
+    assert!(stderr.contains("broken.orch"), "{stderr}");
+    assert!(stderr.contains("1:26") || stderr.contains(":1:"), "the location is given: {stderr}");
+    assert_eq!(std::fs::read(tmp.path().join("broken.orch")).unwrap(), broken.as_bytes());
+    assert_eq!(std::fs::read_to_string(tmp.path().join("ok.orch")).unwrap(), PRETTY, "the other files are formatted");
+    let (code, _, stderr) = orchc(&["fmt", "-"], tmp.path(), Some(broken));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("orch::parse::syntax"), "{stderr}");
+    let (code, _, stderr) = orchc(&["fmt", "missing.orch"], tmp.path(), None);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("orch::io::read"), "{stderr}");
+}
