@@ -86,13 +86,8 @@ pub fn render(doc: &Doc, width: usize) -> String {
                 }
             }
             Doc::Group(inner) => {
-                let m = if mode == Mode::Flat {
-                    Mode::Flat
-                } else if fits(width as isize - col as isize, inner, &stack) {
-                    Mode::Flat
-                } else {
-                    Mode::Break
-                };
+                let flat = mode == Mode::Flat || fits(width as isize - col as isize, inner, &stack);
+                let m = if flat { Mode::Flat } else { Mode::Break };
                 stack.push((indent, m, inner));
             }
         }
@@ -104,7 +99,7 @@ pub fn render(doc: &Doc, width: usize) -> String {
 fn newline(out: &mut String, indent: usize) {
     trim_trailing_spaces(out);
     out.push('\n');
-    out.extend(std::iter::repeat(' ').take(indent));
+    out.extend(std::iter::repeat_n(' ', indent));
 }
 
 fn trim_trailing_spaces(out: &mut String) {
