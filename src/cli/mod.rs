@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 mod check;
 mod fmt;
+mod graph;
 
 /// Exit statuses shared by the commands.
 pub mod exit {
@@ -204,6 +205,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Graph(args) => graph::run(args),
         other => {
             eprintln!("orchc: `{}` is not available in this build yet", command_name(&other));
             exit::USAGE
