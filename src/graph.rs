@@ -176,7 +176,7 @@ impl Builder<'_> {
                 }
                 let join = self.fresh("join");
                 self.node(join.clone(), "join".into(), Shape::Fork);
-                self.connect(&exits, &[join.clone()]);
+                self.connect(&exits, std::slice::from_ref(&join));
                 Fragment { entries: vec![fork], exits: vec![(join, None)] }
             }
             Flow::Graph { nodes, edges, .. } => {
