@@ -7,6 +7,7 @@ use std::path::PathBuf;
 mod check;
 mod fmt;
 mod graph;
+mod repl;
 
 /// Exit statuses shared by the commands.
 pub mod exit {
@@ -206,6 +207,7 @@ pub fn main() -> i32 {
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Repl(args) => repl::run(args),
         other => {
             eprintln!("orchc: `{}` is not available in this build yet", command_name(&other));
             exit::USAGE
