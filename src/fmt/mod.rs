@@ -405,7 +405,11 @@ impl<'s> Fmt<'s> {
                     concat(vec![text(format!("{}: ", fields[i].name.name)), f.ty(&fields[i].ty)])
                 })
             }
-            TypeKind::Optional(inner) => concat(vec![self.ty(inner), text("?")]),
+            // `T??` would read as the `??` operator: nested optionals keep a space.
+            TypeKind::Optional(inner) => {
+                let mark = if matches!(inner.kind, TypeKind::Optional(_)) { " ?" } else { "?" };
+                concat(vec![self.ty(inner), text(mark)])
+            }
         }
     }
 
