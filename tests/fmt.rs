@@ -201,3 +201,20 @@ fn cli_a_file_that_does_not_parse_is_reported_and_left_untouched() {
     assert_eq!(code, 2);
     assert!(stderr.contains("orch::io::read"), "{stderr}");
 }
+
+#[test]
+fn deep_nesting_round_trips() {
+    // Close to the parser's bracket limit (100), in a test thread's small stack.
+    let depth = 95;
+    let expr = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+    let list = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let src = format!("step s() -> (x: Int, y: Json) {{\n  {{ x: {expr}, y: {list} }}\n}}\n");
+    let out = format_source(&src).unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(strip_spans(&parse(&out).unwrap()), strip_spans(&parse(&src).unwrap()));
+    assert_eq!(format_source(&out).unwrap(), out);
+    // A long operator chain nests as deep as it is long.
+    let chain = vec!["x"; 180].join(" + ");
+    let src = format!("step s(x: Int) -> (y: Int) {{ {{ y: {chain} }} }}");
+    let out = format_source(&src).unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(strip_spans(&parse(&out).unwrap()), strip_spans(&parse(&src).unwrap()));
+}

@@ -629,7 +629,26 @@ impl<'s> Fmt<'s> {
                 };
                 concat(vec![text(prefix), self.expr(operand)])
             }
-            ExprKind::Binary(op, l, r) => concat(vec![self.expr(l), text(format!(" {} ", op.symbol())), self.expr(r)]),
+            ExprKind::Binary(op, _, _) => {
+                // A chain of one precedence (`a + b - c`) breaks after its operators, indented.
+                let mut operands = Vec::new();
+                let mut cur = e;
+                while let ExprKind::Binary(o, l, r) = &cur.kind {
+                    if o.precedence() != op.precedence() {
+                        break;
+                    }
+                    operands.push((*o, &**r));
+                    cur = l;
+                }
+                let first = self.expr(cur);
+                let mut rest = Vec::new();
+                for (o, r) in operands.into_iter().rev() {
+                    rest.push(text(format!(" {}", o.symbol())));
+                    rest.push(Doc::Line);
+                    rest.push(self.expr(r));
+                }
+                group(concat(vec![first, nest(concat(rest))]))
+            }
             ExprKind::If { cond, then, otherwise } => {
                 let mut parts = vec![text("if "), self.expr(cond), text(" "), self.block(then, false)];
                 match otherwise {
