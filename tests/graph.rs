@@ -193,3 +193,14 @@ fn unknown_workflows_and_files_with_errors_are_refused() {
     let (code, _, stderr) = orchc(&["graph", tmp.path().join("none.orch").to_str().unwrap(), "w"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn the_drawings_of_the_deploy_workflow() {
+    let file = deploy_file();
+    let (code, mermaid, stderr) = orchc(&["graph", file.to_str().unwrap(), "deploy", "--format", "mermaid"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("deploy_mermaid", mermaid);
+    let (code, dot, stderr) = orchc(&["graph", file.to_str().unwrap(), "deploy", "--format", "dot"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("deploy_dot", dot);
+}
