@@ -533,13 +533,22 @@ impl<'s> Fmt<'s> {
 
     /// A step body or an `if`/`for` branch. `always_break`: never on one line.
     fn block(&mut self, b: &Block, always_break: bool) -> Doc {
+        match self.block_raw(b, always_break) {
+            d @ Doc::Concat(_) if !always_break => group(d),
+            d => d,
+        }
+    }
+
+    /// A block whose line breaks belong to the enclosing group (so that `if c { a } else { b }`
+    /// breaks its branches before its condition).
+    fn block_raw(&mut self, b: &Block, always_break: bool) -> Doc {
         let has_comments = self.comments.get(self.next).is_some_and(|c| c.span.start < b.span.end);
         if b.stmts.is_empty() && !has_comments {
             match &b.result {
                 None => return text("{}"),
                 Some(r) if !always_break => {
                     let e = self.expr(r);
-                    return group(concat(vec![text("{"), nest(concat(vec![Doc::Line, e])), Doc::Line, text("}")]));
+                    return concat(vec![text("{"), nest(concat(vec![Doc::Line, e])), Doc::Line, text("}")]);
                 }
                 _ => {}
             }
@@ -650,19 +659,9 @@ impl<'s> Fmt<'s> {
                 group(concat(vec![first, nest(concat(rest))]))
             }
             ExprKind::If { cond, then, otherwise } => {
-                let mut parts = vec![text("if "), self.expr(cond), text(" "), self.block(then, false)];
-                match otherwise {
-                    None => {}
-                    Some(Else::Block(b)) => {
-                        parts.push(text(" else "));
-                        parts.push(self.block(b, false));
-                    }
-                    Some(Else::If(i)) => {
-                        parts.push(text(" else "));
-                        parts.push(self.expr(i));
-                    }
-                }
-                concat(parts)
+                let mut parts = Vec::new();
+                self.if_chain(cond, then, otherwise.as_ref(), &mut parts);
+                group(concat(parts))
             }
             ExprKind::For { var, iter, filter, body } => {
                 let mut parts = vec![text(format!("for {} in ", var.name)), self.expr(iter)];
@@ -671,8 +670,8 @@ impl<'s> Fmt<'s> {
                     parts.push(self.expr(fl));
                 }
                 parts.push(text(" "));
-                parts.push(self.block(body, false));
-                concat(parts)
+                parts.push(self.block_raw(body, false));
+                group(concat(parts))
             }
             ExprKind::With { base, updates } => {
                 let base = self.expr(base);
@@ -687,6 +686,30 @@ impl<'s> Fmt<'s> {
             }
             ExprKind::As(inner, ty) => concat(vec![self.expr(inner), text(" as "), self.ty(ty)]),
             ExprKind::Paren(inner) => concat(vec![text("("), self.expr(inner), text(")")]),
+        }
+    }
+}
+
+impl Fmt<'_> {
+    /// `if c { a } else if d { b } else { c }` as one group.
+    fn if_chain(&mut self, cond: &Expr, then: &Block, otherwise: Option<&Else>, parts: &mut Vec<Doc>) {
+        parts.push(text("if "));
+        parts.push(self.expr(cond));
+        parts.push(text(" "));
+        parts.push(self.block_raw(then, false));
+        match otherwise {
+            None => {}
+            Some(Else::Block(b)) => {
+                parts.push(text(" else "));
+                parts.push(self.block_raw(b, false));
+            }
+            Some(Else::If(i)) => {
+                parts.push(text(" else "));
+                match &i.kind {
+                    ExprKind::If { cond, then, otherwise } => self.if_chain(cond, then, otherwise.as_ref(), parts),
+                    _ => parts.push(self.expr(i)),
+                }
+            }
         }
     }
 }
