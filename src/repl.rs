@@ -193,10 +193,11 @@ impl Session {
         let result = check_source("<repl>", &candidate, &self.dir);
         match result.program {
             Some(p) => {
-                let before: Vec<String> = self.names();
                 self.decls = candidate.trim_end().to_string();
                 self.program = Some(p);
-                let added: Vec<String> = self.names().into_iter().filter(|n| !before.contains(n)).collect();
+                let added: Vec<String> = crate::syntax::parse(text)
+                    .map(|m| m.items.iter().filter_map(|i| i.kind.name().map(|n| n.name.clone())).collect())
+                    .unwrap_or_default();
                 Reply::Out(if added.is_empty() { "ok".into() } else { format!("defined {}", added.join(", ")) })
             }
             None => Reply::Err(self.errors_of(&result.diagnostics)),
@@ -583,6 +584,15 @@ struct Eval<'p> {
     logs: Vec<String>,
 }
 
+/// A float result; infinities and NaN (from `/ 0.0`) are errors, not silent `none`s.
+fn finite(f: f64) -> Result<Value, String> {
+    if f.is_finite() {
+        Ok(Value::from(f))
+    } else {
+        Err(format!("the result is not a finite number ({f}); division by zero?"))
+    }
+}
+
 fn num(v: &Value) -> Result<f64, String> {
     v.as_f64().ok_or_else(|| format!("expected a number, found {v}"))
 }
@@ -829,16 +839,16 @@ impl<'p> Eval<'p> {
             BinaryOp::Add => match (&a, &b) {
                 (Value::String(x), Value::String(y)) => Value::String(format!("{x}{y}")),
                 (Value::Array(x), Value::Array(y)) => Value::Array(x.iter().chain(y).cloned().collect()),
-                _ if float => Value::from(num(&a)? + num(&b)?),
+                _ if float => finite(num(&a)? + num(&b)?)?,
                 _ => Value::from(int(&a)?.checked_add(int(&b)?).ok_or_else(overflow)?),
             },
-            BinaryOp::Sub if float => Value::from(num(&a)? - num(&b)?),
+            BinaryOp::Sub if float => finite(num(&a)? - num(&b)?)?,
             BinaryOp::Sub => Value::from(int(&a)?.checked_sub(int(&b)?).ok_or_else(overflow)?),
-            BinaryOp::Mul if float => Value::from(num(&a)? * num(&b)?),
+            BinaryOp::Mul if float => finite(num(&a)? * num(&b)?)?,
             BinaryOp::Mul => Value::from(int(&a)?.checked_mul(int(&b)?).ok_or_else(overflow)?),
-            BinaryOp::Div if float => Value::from(num(&a)? / num(&b)?),
+            BinaryOp::Div if float => finite(num(&a)? / num(&b)?)?,
             BinaryOp::Div => Value::from(int(&a)?.checked_div(int(&b)?).ok_or("division by zero")?),
-            BinaryOp::Rem if float => Value::from(num(&a)? % num(&b)?),
+            BinaryOp::Rem if float => finite(num(&a)? % num(&b)?)?,
             BinaryOp::Rem => Value::from(int(&a)?.checked_rem(int(&b)?).ok_or("division by zero")?),
             BinaryOp::Eq | BinaryOp::Ne => {
                 let same = if a.is_number() && b.is_number() { num(&a)? == num(&b)? } else { a == b };

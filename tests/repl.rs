@@ -38,6 +38,9 @@ fn expressions_are_evaluated_and_printed_with_their_type() {
     assert_eq!(out(s.handle("json_parse(\"[1, 2]\") as [Int]")), "[1, 2] : [Int]");
     assert!(err(s.handle("json_parse(\"[1, 2]\") as Str")).contains("orch::run::conversion"));
     assert!(err(s.handle("1 / 0")).contains("division by zero"));
+    assert!(err(s.handle("1.0 / 0.0")).contains("not a finite number"));
+    assert!(err(s.handle("fail(\"boom\")")).contains("fail: boom"));
+    assert!(err(s.handle("[1, 2][5]")).contains("index 5 is out of range"));
     assert_eq!(out(s.handle(":type split(\"a,b\", \",\")")), "split(\"a,b\", \",\") : [Str]");
 }
 
@@ -47,6 +50,8 @@ fn let_bindings_and_declarations_join_the_session_and_are_checked() {
     assert_eq!(out(s.handle("let xs = [3, 4]")), "xs = [3, 4] : [Int]");
     assert_eq!(out(s.handle("len(xs)")), "2 : Int");
     assert_eq!(out(s.handle("enum Color { red, green }")), "defined Color");
+    assert_eq!(out(s.handle("type Pair = { a: Int, b: Str }")), "defined Pair");
+    assert_eq!(out(s.handle("let p: Pair = { a: 1, b: \"x\" }")), "p = { a: 1, b: \"x\" } : { a: Int, b: Str }");
     assert_eq!(out(s.handle("let c: Color = green")), "c = green : Color");
     // A declaration with an error is shown with its diagnostic and left out.
     let e = err(s.handle("step bad() -> (x: Int) { { x: \"no\" } }"));
