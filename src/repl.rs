@@ -1,12 +1,15 @@
-//! `orchc repl`: an interactive session over the same checker, and a small evaluator of checked
-//! expressions and step bodies.
+//! `orchc repl`: an interactive session over the same checker and interpreter as `check` and
+//! `run`.
 //!
 //! The session is source text: every declaration typed (or `:load`ed) is appended to it and the
 //! whole is checked like a file with `check::check_source`; a declaration with errors is shown
 //! with its diagnostics and left out. `let` bindings are kept as statements: an expression is
 //! checked as the last `let` of a hidden step whose body holds the session's bindings, so it is
-//! typed exactly as in a step body, then evaluated (bindings keep the value they got when they
-//! were entered; nothing runs twice).
+//! typed exactly as in a step body, then evaluated by the interpreter's evaluator
+//! (`run::eval`; bindings keep the value they got when they were entered, nothing runs twice).
+//! `:run` starts a run with `run::start` (live progress; a suspended run continues with
+//! `:resume`), and `:step` runs one step the same way, as the only call of a hidden workflow.
+//! Runs go to an in-memory SQLite store unless `--db` is given.
 //!
 //! [`Session`] is the core and knows nothing of terminals; [`run`] puts rustyline in front of it:
 //! continuation lines while brackets are open, history in `$XDG_STATE_HOME/orch/history` (or
@@ -14,15 +17,21 @@
 
 use crate::check::check_source;
 use crate::diagnostics::{render_human, HumanStyle, Severity};
-use crate::ir::{self, Builtin, ExprKind, InterpPart, Literal, Program, StepKind, Type};
-use crate::syntax::ast::{BinaryOp, UnaryOp};
-use serde_json::{Map, Value};
+use crate::ir::{self, Builtin, Program, StepKind, Type};
+use crate::run::eval::{self, Ctx, Locals};
+use crate::run::progress::Progress;
+use crate::run::store::{SqliteStore, Store};
+use crate::run::value::{format_duration, is_subscription, Redactor};
+use crate::run::RunRequest;
+use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const EVAL_STEP: &str = "__repl_eval";
 const EVAL_VALUE: &str = "__repl_value";
 
-pub const COMMANDS: &[&str] = &[":type", ":load", ":run", ":step", ":state", ":help", ":quit"];
+pub const COMMANDS: &[&str] = &[":type", ":load", ":run", ":resume", ":step", ":state", ":help", ":quit"];
 
 pub const KEYWORDS: &[&str] = &[
     "use",
@@ -77,7 +86,8 @@ to the session. Input continues on the next line while brackets are open.
   :type EXPR              the type of EXPR, without evaluating it
   :load FILE              add the declarations of FILE to the session
   :step STEP k=v ...      run one step ad hoc and print its outputs
-  :run WORKFLOW k=v ...   run a workflow
+  :run WORKFLOW k=v ...   run a workflow, with live progress
+  :resume RUN k=v ...     give a suspended run the outputs of its input step
   :state                  the session's bindings and declarations
   :help                   this text
   :quit                   leave (also Ctrl-D)
@@ -111,6 +121,12 @@ pub struct Session {
     program: Option<Program>,
     /// The store for `:run` (`None`: in memory).
     pub db: Option<PathBuf>,
+    store: Option<Arc<dyn Store>>,
+    /// Ids of the runs this session started.
+    runs: Vec<String>,
+    /// Draw live progress (a terminal) or print plain lines.
+    pub live_progress: bool,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Default for Session {
@@ -121,7 +137,22 @@ impl Default for Session {
 
 impl Session {
     pub fn new(dir: PathBuf, db: Option<PathBuf>) -> Session {
-        let mut s = Session { decls: String::new(), lets: Vec::new(), dir, program: None, db };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the async runtime starts");
+        let mut s = Session {
+            decls: String::new(),
+            lets: Vec::new(),
+            dir,
+            program: None,
+            db,
+            store: None,
+            runs: Vec::new(),
+            live_progress: false,
+            rt,
+        };
         s.program = check_source("<repl>", "", &s.dir).program;
         s
     }
@@ -146,6 +177,7 @@ impl Session {
                 "state" => Reply::Out(self.state()),
                 "step" => self.step_command(rest),
                 "run" => self.run_command(rest),
+                "resume" => self.resume_command(rest),
                 other => Reply::Err(format!("unknown command `:{other}`; the commands: {}", COMMANDS.join(" "))),
             };
         }
@@ -284,33 +316,55 @@ impl Session {
         Ok((program, block))
     }
 
+    /// What the interpreter's evaluator needs: configs (defaults), secrets from the environment,
+    /// and `log` lines printed as they come.
+    fn context(&self, program: Arc<Program>) -> Result<Ctx, String> {
+        let secrets: HashMap<String, String> = program
+            .secrets
+            .iter()
+            .filter_map(|n| std::env::var(crate::run::secret_var(n)).ok().map(|v| (n.clone(), v)))
+            .collect();
+        let mut ctx = Ctx {
+            program: program.clone(),
+            configs: HashMap::new(),
+            redactor: Redactor::new(secrets.values().cloned()),
+            secrets,
+            run: serde_json::json!({ "id": "repl", "workflow": "", "env": "" }),
+            http: reqwest::Client::new(),
+            // Lines come as `STEP: message`; at the prompt there is no step.
+            log: Arc::new(|line: &str| println!("log: {}", line.strip_prefix(": ").unwrap_or(line))),
+        };
+        for (name, def) in &program.configs {
+            let v = self
+                .rt
+                .block_on(eval::eval(&ctx, &mut Locals::default(), &def.default))
+                .map_err(|e| format!("config `{name}`: {}", e.message))?;
+            ctx.configs.insert(name.clone(), v);
+        }
+        Ok(ctx)
+    }
+
     /// Checks and evaluates `extra` after the bindings; gives the value bound to `name`.
     fn run_hidden(&mut self, extra: &[String], name: &str) -> Result<Typed, String> {
         let (program, block) = self.hidden_program(extra)?;
-        let mut ev = Eval::new(&program);
-        for (n, _, t) in &self.lets {
-            ev.bind(n, t.value.clone());
-        }
+        let ctx = self.context(Arc::new(program))?;
+        let mut locals = Locals::new(self.lets.iter().map(|(n, _, t)| (n.clone(), t.value.clone())));
         let mut found = None;
         for stmt in block.stmts.iter().skip(self.lets.len()) {
             match stmt {
                 ir::Stmt::Let { name: n, value } => {
-                    let v = ev.eval(value)?;
+                    let v = self.rt.block_on(eval::eval(&ctx, &mut locals, value)).map_err(step_error)?;
                     if n == name {
                         found = Some(Typed { value: v.clone(), ty: value.ty.clone() });
                     }
-                    ev.bind(n, v);
+                    locals.push(n, v);
                 }
                 ir::Stmt::Expr(e) => {
-                    ev.eval(e)?;
+                    self.rt.block_on(eval::eval(&ctx, &mut locals, e)).map_err(step_error)?;
                 }
             }
         }
-        let out = found.ok_or_else(|| format!("internal: `{name}` was not bound"))?;
-        for line in ev.logs.drain(..) {
-            println!("log: {line}");
-        }
-        Ok(out)
+        found.ok_or_else(|| format!("internal: `{name}` was not bound"))
     }
 
     fn state(&self) -> String {
@@ -337,6 +391,13 @@ impl Session {
             list("enums", p.enums.keys().collect(), &mut out);
             list("lifecycles", p.lifecycles.keys().collect(), &mut out);
         }
+        if let Some(store) = &self.store {
+            for r in store.runs().unwrap_or_default().iter().filter(|r| self.runs.contains(&r.id)) {
+                let shown =
+                    r.workflow.strip_prefix("__repl_step_").map_or(r.workflow.clone(), |s| format!(":step {s}"));
+                out.push_str(&format!("run {} {} {}\n", r.id, shown, r.status));
+            }
+        }
         out.push_str(&format!(
             "store: {}\n",
             self.db.as_ref().map_or("in memory".to_string(), |p| p.display().to_string())
@@ -344,110 +405,175 @@ impl Session {
         out
     }
 
-    /// `:step STEP k=v ...`: runs one step's body once with the given parameters.
+    /// `:step STEP k=v ...`: runs one step through the interpreter, as the only call of a hidden
+    /// workflow (so retries, timeouts, polling and the store behave as in a run), and prints its
+    /// outputs.
     fn step_command(&mut self, rest: &str) -> Reply {
         let mut words = rest.split_whitespace();
         let Some(name) = words.next() else {
             return Reply::Err("usage: :step STEP k=v ...".into());
         };
-        let Some(program) = self.program.clone() else {
-            return Reply::Err("the session does not check".into());
-        };
-        let Some(step) = program.steps.get(name) else {
+        let Some(step) = self.program.as_ref().and_then(|p| p.steps.get(name)).filter(|_| name != EVAL_STEP).cloned()
+        else {
             return Reply::Err(format!("no step `{name}`; the steps: {}", self.step_names().join(", ")));
         };
-        let mut given = Map::new();
-        for w in words {
-            let Some((k, v)) = w.split_once('=') else {
-                return Reply::Err(format!("expected `NAME=VALUE`, found `{w}`"));
-            };
-            given.insert(k.to_string(), Value::String(v.to_string()));
-        }
-        let mut ev = Eval::new(&program);
-        for p in &step.params {
-            match given.remove(&p.name) {
-                Some(Value::String(raw)) => match parse_input(&raw, &p.ty) {
-                    Ok(v) => ev.bind(&p.name, v),
-                    Err(e) => return Reply::Err(format!("parameter `{}`: {e}", p.name)),
-                },
-                _ => match &p.default {
-                    Some(d) => match ev.eval(d) {
-                        Ok(v) => ev.bind(&p.name, v),
-                        Err(e) => return Reply::Err(e),
-                    },
-                    None if p.ty.is_optional() => ev.bind(&p.name, Value::Null),
-                    None => {
-                        return Reply::Err(format!("missing parameter `{}: {}` (give {}=VALUE)", p.name, p.ty, p.name))
-                    }
-                },
-            }
-        }
-        if let Some(k) = given.keys().next() {
+        let inputs: Vec<(String, String)> = match words.map(crate::run::split_assignment).collect() {
+            Ok(v) => v,
+            Err(e) => return Reply::Err(e.to_string()),
+        };
+        if let Some((k, _)) = inputs.iter().find(|(k, _)| !step.params.iter().any(|p| &p.name == k)) {
             return Reply::Err(format!("step `{name}` has no parameter `{k}`"));
         }
-        let body = match &step.kind {
-            StepKind::Body(b) => b.clone(),
-            StepKind::Input { .. } => {
-                return Reply::Err(format!("`{name}` is an input step: it waits for someone to give its outputs"))
-            }
+        // The hidden workflow takes the given parameters and those without a default.
+        let params: Vec<String> = step
+            .params
+            .iter()
+            .filter(|p| inputs.iter().any(|(k, _)| k == &p.name) || p.default.is_none())
+            .map(|p| format!("{}: {}", p.name, p.ty))
+            .collect();
+        let outputs: Vec<String> = step.outputs.iter().map(|(k, t)| format!("{k}: {t}")).collect();
+        let wf = format!("__repl_step_{}", name.replace('.', "_"));
+        let text = format!(
+            "{}\nworkflow {wf}({}) -> ({}) {{\n  {name}\n}}\n",
+            self.decls,
+            params.join(", "),
+            outputs.join(", ")
+        );
+        let result = check_source("<repl>", &text, &self.dir);
+        let Some(program) = result.program else {
+            return Reply::Err(self.errors_of(&result.diagnostics));
         };
-        let started = std::time::Instant::now();
-        let result = loop {
-            let r = ev.block(&body);
-            let Some(poll) = &step.poll else { break r };
-            let Ok(out) = &r else { break r };
-            let mut check = ev.fork();
-            if let Value::Object(m) = out {
-                for (k, v) in m {
-                    check.bind(k, v.clone());
-                }
-            }
-            match check.eval(&poll.until) {
-                Ok(Value::Bool(true)) => break r,
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            }
-            if poll.within_ms.is_some_and(|w| started.elapsed().as_millis() as u64 >= w) {
-                break Err("orch::run::poll_timeout: the poll condition did not hold in time".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(poll.every_ms));
-        };
-        let mut out = String::new();
-        for line in ev.logs.drain(..) {
-            out.push_str(&format!("log: {line}\n"));
-        }
-        match result {
-            Ok(Value::Object(m)) => {
-                for (k, ty) in &step.outputs {
-                    let v = m.get(k).cloned().unwrap_or(Value::Null);
-                    out.push_str(&format!("{k} = {} : {ty}\n", show(&v, ty, Some(&program))));
-                }
-                if step.outputs.is_empty() {
-                    out.push_str("done (no outputs)\n");
-                }
-                Reply::Out(out.trim_end().to_string())
-            }
-            Ok(other) => Reply::Err(format!("the step's body gave {other}, not a record")),
-            Err(e) => Reply::Err(format!("{out}step `{name}` failed: {e}")),
-        }
+        self.start_run(program, &wf, inputs)
     }
 
     fn step_names(&self) -> Vec<String> {
         self.program.as_ref().map_or(vec![], |p| p.steps.keys().filter(|k| *k != EVAL_STEP).cloned().collect())
     }
 
+    /// `:run WORKFLOW k=v ...`: a run through the interpreter, with live progress, in the
+    /// session's store.
     fn run_command(&mut self, rest: &str) -> Reply {
-        let Some(name) = rest.split_whitespace().next() else {
+        let mut words = rest.split_whitespace();
+        let Some(name) = words.next() else {
             return Reply::Err("usage: :run WORKFLOW k=v ...".into());
         };
-        if !self.program.as_ref().is_some_and(|p| p.workflows.contains_key(name)) {
-            let names: Vec<String> = self.program.as_ref().map_or(vec![], |p| p.workflows.keys().cloned().collect());
+        let inputs: Vec<(String, String)> = match words.map(crate::run::split_assignment).collect() {
+            Ok(v) => v,
+            Err(e) => return Reply::Err(e.to_string()),
+        };
+        let Some(program) = self.program.clone() else {
+            return Reply::Err("the session does not check".into());
+        };
+        if !program.workflows.contains_key(name) {
+            let names: Vec<&str> = program.workflows.keys().map(String::as_str).collect();
             return Reply::Err(format!("no workflow `{name}`; the workflows: {}", names.join(", ")));
         }
-        Reply::Err(
-            "`:run` needs the durable interpreter, which is not in this build yet; use `:step` to run steps one by one"
-                .into(),
-        )
+        self.start_run(program, name, inputs)
+    }
+
+    /// `:resume RUN k=v ...`
+    fn resume_command(&mut self, rest: &str) -> Reply {
+        let mut words = rest.split_whitespace();
+        let Some(id) = words.next() else {
+            return Reply::Err("usage: :resume RUN k=v ...".into());
+        };
+        let inputs: Vec<(String, String)> = match words.map(crate::run::split_assignment).collect() {
+            Ok(v) => v,
+            Err(e) => return Reply::Err(e.to_string()),
+        };
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return Reply::Err(e),
+        };
+        let run = match store.run(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Reply::Err(format!("there is no run `{id}`")),
+            Err(e) => return Reply::Err(e.to_string()),
+        };
+        let program: Program = match serde_json::from_str(&run.program) {
+            Ok(p) => p,
+            Err(e) => return Reply::Err(format!("run {id}: its program cannot be read: {e}")),
+        };
+        let progress = Arc::new(Progress::new(self.live_progress, false));
+        let outcome = self.rt.block_on(crate::run::resume(store, id, &inputs, &[], progress));
+        self.report(outcome, &program, &run.workflow)
+    }
+
+    fn start_run(&mut self, program: Program, workflow: &str, inputs: Vec<(String, String)>) -> Reply {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return Reply::Err(e),
+        };
+        let req = RunRequest {
+            program: program.clone(),
+            workflow: workflow.to_string(),
+            inputs,
+            inputs_json: None,
+            env: None,
+            configs: vec![],
+            secrets: vec![],
+        };
+        let progress = Arc::new(Progress::new(self.live_progress, false));
+        let outcome = self.rt.block_on(crate::run::start(store, req, progress));
+        self.report(outcome, &program, workflow)
+    }
+
+    /// How a run stands: its outputs with their types, the input it waits for, or its error.
+    fn report(
+        &mut self,
+        outcome: Result<crate::run::RunOutcome, crate::run::error::RunError>,
+        program: &Program,
+        workflow: &str,
+    ) -> Reply {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => return Reply::Err(format!("error[{}]: {e}", e.code())),
+        };
+        let outputs = program.workflows.get(workflow).map(|w| w.outputs.clone()).unwrap_or_default();
+        if !self.runs.contains(&outcome.run_id) {
+            self.runs.push(outcome.run_id.clone());
+        }
+        let mut out = format!("run {} {}", outcome.run_id, outcome.status);
+        match outcome.status.as_str() {
+            "completed" => {
+                for (k, ty) in &outputs {
+                    let v = outcome.outputs.as_ref().and_then(|o| o.get(k)).cloned().unwrap_or(Value::Null);
+                    out.push_str(&format!("\n{k} = {} : {ty}", show(&v, ty, Some(program))));
+                }
+                Reply::Out(out)
+            }
+            "suspended" => {
+                if let Some((step, prompt)) = &outcome.waiting {
+                    out.push_str(&format!("\nwaiting for input step `{step}`"));
+                    if let Some(p) = prompt {
+                        out.push_str(&format!(": {p}"));
+                    }
+                    out.push_str(&format!("\ncontinue it with :resume {} KEY=VALUE ...", outcome.run_id));
+                }
+                Reply::Out(out)
+            }
+            _ => {
+                if let Some(e) = &outcome.error {
+                    let code = e.get("code").and_then(Value::as_str).unwrap_or("orch::run");
+                    let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+                    out.push_str(&format!("\nerror[{code}]: {message}"));
+                }
+                Reply::Err(out)
+            }
+        }
+    }
+
+    /// The session's store, opened on first use: in memory unless `--db` was given.
+    fn store(&mut self) -> Result<Arc<dyn Store>, String> {
+        if self.store.is_none() {
+            let s = match &self.db {
+                Some(p) => SqliteStore::open(p),
+                None => SqliteStore::in_memory(),
+            }
+            .map_err(|e| format!("cannot open the store: {e}"))?;
+            self.store = Some(Arc::new(s));
+        }
+        Ok(self.store.clone().expect("just opened"))
     }
 }
 
@@ -457,35 +583,15 @@ fn value_let(expr: &str) -> String {
     format!("let {EVAL_VALUE} = (\n{}\n)", expr.trim().trim_end_matches(';'))
 }
 
+fn step_error(e: crate::run::error::StepError) -> String {
+    match e.code {
+        Some(code) => format!("error[{}]: {}", code.as_str(), e.message),
+        None => format!("error: {}", e.message),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values
-
-/// Parses a `k=v` value by the parameter's type (brief §9).
-pub fn parse_input(raw: &str, ty: &Type) -> Result<Value, String> {
-    let bad = || format!("`{raw}` is not a {ty}");
-    match ty.unwrap_optional() {
-        Type::Str | Type::Secret => Ok(Value::String(raw.to_string())),
-        Type::Int => raw.parse::<i64>().map(Value::from).map_err(|_| bad()),
-        Type::Float => raw.parse::<f64>().map(Value::from).map_err(|_| bad()),
-        Type::Bool => match raw {
-            "true" => Ok(Value::Bool(true)),
-            "false" => Ok(Value::Bool(false)),
-            _ => Err(bad()),
-        },
-        Type::Duration => crate::syntax::parse_duration(raw).map(Value::from).ok_or_else(bad),
-        Type::Enum(_) => Ok(Value::String(raw.to_string())),
-        _ => serde_json::from_str(raw).map_err(|e| format!("{}: {e}", bad())),
-    }
-}
-
-fn duration_text(ms: u64) -> String {
-    for (unit, scale) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms > 0 && ms.is_multiple_of(scale) {
-            return format!("{}{unit}", ms / scale);
-        }
-    }
-    format!("{ms}ms")
-}
 
 fn quote(s: &str) -> String {
     let mut out = String::from("\"");
@@ -511,7 +617,7 @@ pub fn show(v: &Value, ty: &Type, program: Option<&Program>) -> String {
     match ty {
         Type::Secret => "***".into(),
         Type::Str => v.as_str().map(quote).unwrap_or_else(|| v.to_string()),
-        Type::Duration => v.as_u64().map(duration_text).unwrap_or_else(|| v.to_string()),
+        Type::Duration => v.as_u64().map(format_duration).unwrap_or_else(|| v.to_string()),
         Type::Float => match v.as_f64() {
             Some(f) if f.fract() == 0.0 && f.is_finite() => format!("{f:.1}"),
             Some(f) => f.to_string(),
@@ -528,6 +634,21 @@ pub fn show(v: &Value, ty: &Type, program: Option<&Program>) -> String {
         Type::Block(b) => {
             let fields = program.and_then(|p| p.blocks.get(b)).map(|b| b.fields.clone()).unwrap_or_default();
             record_text(v, |k| fields.get(k).map(|f| f.ty.clone()).unwrap_or(Type::Json), program)
+        }
+        Type::Product { .. } if is_subscription(v) => {
+            let name = v["product"].as_str().unwrap_or("?");
+            let def = program.and_then(|p| p.products.get(name));
+            let fields = record_text(
+                &v["fields"],
+                |k| def.and_then(|d| d.fields.get(k)).map(|f| f.ty.clone()).unwrap_or(Type::Json),
+                program,
+            );
+            format!(
+                "{name}@{} {{ id: {}, customer: {}, fields: {fields} }}",
+                v["state"].as_str().unwrap_or("?"),
+                quote(v["id"].as_str().unwrap_or("")),
+                quote(v["customer"].as_str().unwrap_or(""))
+            )
         }
         Type::Product { name, .. } => {
             let def = program.and_then(|p| p.products.get(name));
@@ -554,505 +675,6 @@ fn record_text(v: &Value, ty_of: impl Fn(&str) -> Type, program: Option<&Program
             format!("{{ {} }}", parts.join(", "))
         }
         None => v.to_string(),
-    }
-}
-
-/// `str(x)` of a value of type `ty`.
-fn to_text(v: &Value, ty: &Type) -> String {
-    match (v, ty.unwrap_optional()) {
-        (Value::String(s), _) => s.clone(),
-        (Value::Null, _) => "none".into(),
-        (Value::Number(n), Type::Duration) => n.as_u64().map(duration_text).unwrap_or_else(|| n.to_string()),
-        (Value::Number(n), Type::Float) => {
-            let f = n.as_f64().unwrap_or(0.0);
-            if f.fract() == 0.0 {
-                format!("{f:.1}")
-            } else {
-                f.to_string()
-            }
-        }
-        (other, _) => other.to_string(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The evaluator of checked expressions
-
-struct Eval<'p> {
-    program: &'p Program,
-    scope: Vec<(String, Value)>,
-    logs: Vec<String>,
-}
-
-/// A float result; infinities and NaN (from `/ 0.0`) are errors, not silent `none`s.
-fn finite(f: f64) -> Result<Value, String> {
-    if f.is_finite() {
-        Ok(Value::from(f))
-    } else {
-        Err(format!("the result is not a finite number ({f}); division by zero?"))
-    }
-}
-
-fn num(v: &Value) -> Result<f64, String> {
-    v.as_f64().ok_or_else(|| format!("expected a number, found {v}"))
-}
-
-fn int(v: &Value) -> Result<i64, String> {
-    v.as_i64().ok_or_else(|| format!("expected an integer, found {v}"))
-}
-
-fn string(v: &Value) -> Result<&str, String> {
-    v.as_str().ok_or_else(|| format!("expected a string, found {v}"))
-}
-
-impl<'p> Eval<'p> {
-    fn new(program: &'p Program) -> Eval<'p> {
-        Eval { program, scope: Vec::new(), logs: Vec::new() }
-    }
-
-    fn fork(&self) -> Eval<'p> {
-        Eval { program: self.program, scope: self.scope.clone(), logs: Vec::new() }
-    }
-
-    fn bind(&mut self, name: &str, v: Value) {
-        self.scope.push((name.to_string(), v));
-    }
-
-    fn lookup(&self, name: &str) -> Result<Value, String> {
-        self.scope
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("`{name}` has no value here"))
-    }
-
-    fn block(&mut self, b: &ir::Block) -> Result<Value, String> {
-        let mark = self.scope.len();
-        let r = (|| {
-            for s in &b.stmts {
-                match s {
-                    ir::Stmt::Let { name, value } => {
-                        let v = self.eval(value)?;
-                        self.bind(name, v);
-                    }
-                    ir::Stmt::Expr(e) => {
-                        self.eval(e)?;
-                    }
-                }
-            }
-            self.eval(&b.result)
-        })();
-        self.scope.truncate(mark);
-        r
-    }
-
-    fn eval(&mut self, e: &ir::Expr) -> Result<Value, String> {
-        Ok(match &e.kind {
-            ExprKind::Lit(l) => match l {
-                Literal::None => Value::Null,
-                Literal::Bool(b) => Value::Bool(*b),
-                Literal::Int(i) => Value::from(*i),
-                Literal::Float(f) => Value::from(*f),
-                Literal::Str(s) => Value::String(s.clone()),
-                Literal::Duration(ms) => Value::from(*ms),
-            },
-            ExprKind::Interp(parts) => {
-                let mut s = String::new();
-                for p in parts {
-                    match p {
-                        InterpPart::Text(t) => s.push_str(t),
-                        InterpPart::Expr(x) => {
-                            let v = self.eval(x)?;
-                            s.push_str(&to_text(&v, &x.ty));
-                        }
-                    }
-                }
-                Value::String(s)
-            }
-            ExprKind::Local(n) => self.lookup(n)?,
-            ExprKind::Config(n) => {
-                let def = self.program.configs.get(n).ok_or_else(|| format!("no config `{n}`"))?;
-                self.eval(&def.default)?
-            }
-            ExprKind::Secret(n) => {
-                let var = format!("ORCH_SECRET_{}", n.to_uppercase());
-                Value::String(std::env::var(&var).map_err(|_| format!("secret `{n}` is not set (set {var})"))?)
-            }
-            ExprKind::Run => serde_json::json!({ "id": "repl", "workflow": "", "env": "" }),
-            ExprKind::EnumValue { variant, .. } => Value::String(variant.clone()),
-            ExprKind::Record(fields) => {
-                let mut m = Map::new();
-                for (k, x) in fields {
-                    m.insert(k.clone(), self.eval(x)?);
-                }
-                Value::Object(m)
-            }
-            ExprKind::List(xs) => Value::Array(xs.iter().map(|x| self.eval(x)).collect::<Result<_, _>>()?),
-            ExprKind::Field(b, f) => {
-                let v = self.eval(b)?;
-                v.get(f).cloned().unwrap_or(Value::Null)
-            }
-            ExprKind::Index(b, i) => {
-                let v = self.eval(b)?;
-                let i = self.eval(i)?;
-                match (&v, &i) {
-                    (Value::Array(xs), Value::Number(n)) => {
-                        let n = n.as_i64().unwrap_or(-1);
-                        xs.get(usize::try_from(n).map_err(|_| format!("index {n} is negative"))?)
-                            .cloned()
-                            .ok_or_else(|| format!("index {n} is out of range (the list has {})", xs.len()))?
-                    }
-                    (Value::Object(m), Value::String(k)) => m.get(k).cloned().unwrap_or(Value::Null),
-                    _ => Value::Null,
-                }
-            }
-            ExprKind::Unary(op, x) => {
-                let v = self.eval(x)?;
-                match op {
-                    UnaryOp::Not => Value::Bool(!v.as_bool().ok_or("expected a Bool")?),
-                    UnaryOp::Neg if x.ty == Type::Float => Value::from(-num(&v)?),
-                    UnaryOp::Neg => Value::from(int(&v)?.checked_neg().ok_or("integer overflow")?),
-                }
-            }
-            ExprKind::Binary(op, l, r) => self.binary(*op, l, r)?,
-            ExprKind::If { cond, then, otherwise } => {
-                if self.eval(cond)?.as_bool().unwrap_or(false) {
-                    self.block(then)?
-                } else {
-                    match otherwise {
-                        Some(b) => self.block(b)?,
-                        None => Value::Null,
-                    }
-                }
-            }
-            ExprKind::For { var, iter, filter, body } => {
-                let xs = match self.eval(iter)? {
-                    Value::Array(xs) => xs,
-                    other => return Err(format!("`for` needs a list, found {other}")),
-                };
-                let mut out = Vec::new();
-                for x in xs {
-                    self.bind(var, x);
-                    let keep = match filter {
-                        Some(f) => self.eval(f)?.as_bool().unwrap_or(false),
-                        None => true,
-                    };
-                    if keep {
-                        out.push(self.block(body)?);
-                    }
-                    self.scope.pop();
-                }
-                Value::Array(out)
-            }
-            ExprKind::With { base, updates } => {
-                let mut v = self.eval(base)?;
-                for (path, x) in updates {
-                    let new = self.eval(x)?;
-                    let mut cur = &mut v;
-                    for (i, seg) in path.iter().enumerate() {
-                        if !cur.is_object() {
-                            *cur = Value::Object(Map::new());
-                        }
-                        let m = cur.as_object_mut().expect("an object");
-                        if i + 1 == path.len() {
-                            m.insert(seg.clone(), new.clone());
-                            break;
-                        }
-                        cur = m.entry(seg.clone()).or_insert(Value::Object(Map::new()));
-                    }
-                }
-                v
-            }
-            ExprKind::As(x, ty) => {
-                let v = self.eval(x)?;
-                if !conforms(&v, ty, self.program) {
-                    return Err(format!("orch::run::conversion: {v} is not a {ty}"));
-                }
-                v
-            }
-            ExprKind::NewSubscription { product, customer, fields } => {
-                let def = self.program.products.get(product).ok_or_else(|| format!("no product `{product}`"))?;
-                let state =
-                    self.program.lifecycles.get(&def.lifecycle).map(|l| l.initial().to_string()).unwrap_or_default();
-                let mut m = Map::new();
-                m.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-                m.insert("customer".into(), self.eval(customer)?);
-                m.insert("product".into(), Value::String(product.clone()));
-                m.insert("state".into(), Value::String(state));
-                for (k, (_, x)) in &def.fixed {
-                    let v = self.eval(x)?;
-                    m.insert(k.clone(), v);
-                }
-                for (k, x) in fields {
-                    m.insert(k.clone(), self.eval(x)?);
-                }
-                Value::Object(m)
-            }
-            ExprKind::Transition { sub, state } => {
-                let mut v = self.eval(sub)?;
-                let product = v.get("product").and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some(def) = self.program.products.get(&product) {
-                    let mut missing = Vec::new();
-                    for (fname, f) in &def.fields {
-                        required_missing(self.program, fname, f, state, v.get(fname), &mut missing);
-                    }
-                    if !missing.is_empty() {
-                        return Err(format!(
-                            "orch::run::lifecycle_fields: `{state}` needs {} set",
-                            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-                        ));
-                    }
-                }
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("state".into(), Value::String(state.clone()));
-                }
-                v
-            }
-            ExprKind::Builtin { func, args } => self.builtin(*func, args)?,
-        })
-    }
-
-    fn binary(&mut self, op: BinaryOp, l: &ir::Expr, r: &ir::Expr) -> Result<Value, String> {
-        match op {
-            BinaryOp::And => {
-                return Ok(Value::Bool(
-                    self.eval(l)?.as_bool().unwrap_or(false) && self.eval(r)?.as_bool().unwrap_or(false),
-                ))
-            }
-            BinaryOp::Or => {
-                return Ok(Value::Bool(
-                    self.eval(l)?.as_bool().unwrap_or(false) || self.eval(r)?.as_bool().unwrap_or(false),
-                ))
-            }
-            BinaryOp::Coalesce => {
-                let v = self.eval(l)?;
-                return if v.is_null() { self.eval(r) } else { Ok(v) };
-            }
-            _ => {}
-        }
-        let a = self.eval(l)?;
-        let b = self.eval(r)?;
-        let float = l.ty.unwrap_optional() == &Type::Float || r.ty.unwrap_optional() == &Type::Float;
-        let overflow = || "integer overflow".to_string();
-        Ok(match op {
-            BinaryOp::Add => match (&a, &b) {
-                (Value::String(x), Value::String(y)) => Value::String(format!("{x}{y}")),
-                (Value::Array(x), Value::Array(y)) => Value::Array(x.iter().chain(y).cloned().collect()),
-                _ if float => finite(num(&a)? + num(&b)?)?,
-                _ => Value::from(int(&a)?.checked_add(int(&b)?).ok_or_else(overflow)?),
-            },
-            BinaryOp::Sub if float => finite(num(&a)? - num(&b)?)?,
-            BinaryOp::Sub => Value::from(int(&a)?.checked_sub(int(&b)?).ok_or_else(overflow)?),
-            BinaryOp::Mul if float => finite(num(&a)? * num(&b)?)?,
-            BinaryOp::Mul => Value::from(int(&a)?.checked_mul(int(&b)?).ok_or_else(overflow)?),
-            BinaryOp::Div if float => finite(num(&a)? / num(&b)?)?,
-            BinaryOp::Div => Value::from(int(&a)?.checked_div(int(&b)?).ok_or("division by zero")?),
-            BinaryOp::Rem if float => finite(num(&a)? % num(&b)?)?,
-            BinaryOp::Rem => Value::from(int(&a)?.checked_rem(int(&b)?).ok_or("division by zero")?),
-            BinaryOp::Eq | BinaryOp::Ne => {
-                let same = if a.is_number() && b.is_number() { num(&a)? == num(&b)? } else { a == b };
-                Value::Bool(same == (op == BinaryOp::Eq))
-            }
-            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-                let ord = match (&a, &b) {
-                    (Value::String(x), Value::String(y)) => x.cmp(y),
-                    _ => num(&a)?.partial_cmp(&num(&b)?).ok_or("not comparable")?,
-                };
-                use std::cmp::Ordering::*;
-                Value::Bool(match op {
-                    BinaryOp::Lt => ord == Less,
-                    BinaryOp::Le => ord != Greater,
-                    BinaryOp::Gt => ord == Greater,
-                    _ => ord != Less,
-                })
-            }
-            BinaryOp::And | BinaryOp::Or | BinaryOp::Coalesce => unreachable!("handled above"),
-        })
-    }
-
-    fn builtin(&mut self, func: Builtin, args: &[Option<ir::Expr>]) -> Result<Value, String> {
-        let mut vals = Vec::new();
-        for a in args {
-            vals.push(match a {
-                Some(x) => Some((self.eval(x)?, x.ty.clone())),
-                None => None,
-            });
-        }
-        let arg = |i: usize| -> Result<&Value, String> {
-            vals.get(i)
-                .and_then(|v| v.as_ref())
-                .map(|v| &v.0)
-                .ok_or_else(|| format!("{}: missing argument", func.name()))
-        };
-        let opt = |i: usize| vals.get(i).and_then(|v| v.as_ref()).map(|v| &v.0).filter(|v| !v.is_null());
-        Ok(match func {
-            Builtin::Len => match arg(0)? {
-                Value::String(s) => Value::from(s.chars().count()),
-                Value::Array(xs) => Value::from(xs.len()),
-                Value::Object(m) => Value::from(m.len()),
-                other => return Err(format!("len of {other}")),
-            },
-            Builtin::Upper => Value::String(string(arg(0)?)?.to_uppercase()),
-            Builtin::Lower => Value::String(string(arg(0)?)?.to_lowercase()),
-            Builtin::Trim => Value::String(string(arg(0)?)?.trim().to_string()),
-            Builtin::Split => {
-                Value::Array(string(arg(0)?)?.split(string(arg(1)?)?).map(|s| Value::String(s.to_string())).collect())
-            }
-            Builtin::Join => {
-                let xs = arg(0)?.as_array().ok_or("join needs a list")?;
-                let parts: Vec<String> =
-                    xs.iter().map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string())).collect();
-                Value::String(parts.join(string(arg(1)?)?))
-            }
-            Builtin::Replace => Value::String(string(arg(0)?)?.replace(string(arg(1)?)?, string(arg(2)?)?)),
-            Builtin::Contains => match arg(0)? {
-                Value::String(s) => Value::Bool(s.contains(string(arg(1)?)?)),
-                Value::Array(xs) => Value::Bool(xs.contains(arg(1)?)),
-                other => return Err(format!("contains on {other}")),
-            },
-            Builtin::StartsWith => Value::Bool(string(arg(0)?)?.starts_with(string(arg(1)?)?)),
-            Builtin::EndsWith => Value::Bool(string(arg(0)?)?.ends_with(string(arg(1)?)?)),
-            Builtin::Range => {
-                let (a, b) = match opt(1) {
-                    Some(b) => (int(arg(0)?)?, int(b)?),
-                    None => (0, int(arg(0)?)?),
-                };
-                if b.saturating_sub(a) > 10_000_000 {
-                    return Err("range: more than 10,000,000 elements".into());
-                }
-                Value::Array((a..b).map(Value::from).collect())
-            }
-            Builtin::Keys => Value::Array(
-                arg(0)?.as_object().map(|m| m.keys().cloned().map(Value::String).collect()).unwrap_or_default(),
-            ),
-            Builtin::Str => {
-                let (v, ty) = vals[0].as_ref().ok_or("str: missing argument")?;
-                Value::String(to_text(v, ty))
-            }
-            Builtin::Int => match arg(0)? {
-                Value::String(s) => {
-                    Value::from(s.trim().parse::<i64>().map_err(|_| format!("int: `{s}` is not an integer"))?)
-                }
-                Value::Number(n) => Value::from(n.as_f64().unwrap_or(0.0).trunc() as i64),
-                other => return Err(format!("int of {other}")),
-            },
-            Builtin::Float => Value::from(match arg(0)? {
-                Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("float: `{s}` is not a number"))?,
-                v => num(v)?,
-            }),
-            Builtin::JsonParse => serde_json::from_str(string(arg(0)?)?).map_err(|e| format!("json_parse: {e}"))?,
-            Builtin::ToJson => Value::String(arg(0)?.to_string()),
-            Builtin::Env => {
-                let name = string(arg(0)?)?;
-                match (std::env::var(name), opt(1)) {
-                    (Ok(v), _) => Value::String(v),
-                    (Err(_), Some(d)) => d.clone(),
-                    (Err(_), None) => return Err(format!("env: `{name}` is not set")),
-                }
-            }
-            Builtin::Log => {
-                let msg = arg(0)?;
-                self.logs.push(msg.as_str().map(str::to_string).unwrap_or(msg.to_string()));
-                Value::Object(Map::new())
-            }
-            Builtin::Now => {
-                let now = time::OffsetDateTime::now_utc();
-                Value::String(now.format(&time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())?)
-            }
-            Builtin::Uuid => Value::String(uuid::Uuid::new_v4().to_string()),
-            Builtin::IdempotencyKey => Value::String(format!("repl-{}", uuid::Uuid::new_v4())),
-            Builtin::Sleep => {
-                std::thread::sleep(std::time::Duration::from_millis(arg(0)?.as_u64().unwrap_or(0)));
-                Value::Object(Map::new())
-            }
-            Builtin::Fail => {
-                let msg = arg(0)?;
-                return Err(format!("fail: {}", msg.as_str().map(str::to_string).unwrap_or(msg.to_string())));
-            }
-            Builtin::Exec => {
-                let program = string(arg(0)?)?.to_string();
-                let mut cmd = std::process::Command::new(&program);
-                if let Some(Value::Array(xs)) = opt(1) {
-                    cmd.args(xs.iter().map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string())));
-                }
-                if let Some(Value::Object(m)) = opt(2) {
-                    for (k, v) in m {
-                        cmd.env(k, v.as_str().unwrap_or_default());
-                    }
-                }
-                if let Some(Value::String(d)) = opt(3) {
-                    cmd.current_dir(d);
-                }
-                let stdin = opt(4).and_then(Value::as_str).map(str::to_string);
-                cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
-                cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-                let mut child = cmd.spawn().map_err(|e| format!("exec `{program}`: {e}"))?;
-                if let (Some(s), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                    use std::io::Write;
-                    let _ = pipe.write_all(s.as_bytes());
-                }
-                let out = child.wait_with_output().map_err(|e| format!("exec `{program}`: {e}"))?;
-                let code = out.status.code().unwrap_or(-1);
-                let check = opt(5).and_then(Value::as_bool).unwrap_or(true);
-                if check && code != 0 {
-                    return Err(format!("exec `{program}` exited with {code}"));
-                }
-                serde_json::json!({
-                    "code": code,
-                    "stdout": String::from_utf8_lossy(&out.stdout),
-                    "stderr": String::from_utf8_lossy(&out.stderr),
-                })
-            }
-            Builtin::Http(_) => {
-                return Err(format!(
-                    "`{}` needs the interpreter's HTTP client, which is not in this build yet",
-                    func.name()
-                ))
-            }
-        })
-    }
-}
-
-fn required_missing(
-    program: &Program,
-    name: &str,
-    f: &ir::FieldDef,
-    state: &str,
-    v: Option<&Value>,
-    missing: &mut Vec<String>,
-) {
-    let present = v.is_some_and(|v| !v.is_null());
-    if f.when.iter().any(|s| s == state) && !present {
-        missing.push(name.to_string());
-    }
-    if let (Type::Block(b), Some(v)) = (&f.ty, v) {
-        if let Some(def) = program.blocks.get(b) {
-            for (k, sub) in &def.fields {
-                required_missing(program, &format!("{name}.{k}"), sub, state, v.get(k), missing);
-            }
-        }
-    }
-}
-
-/// Whether a JSON value has the shape of `ty` (for `as`).
-fn conforms(v: &Value, ty: &Type, program: &Program) -> bool {
-    match ty {
-        Type::Json | Type::Never => true,
-        Type::Optional(t) => v.is_null() || conforms(v, t, program),
-        Type::Str | Type::Secret => v.is_string(),
-        Type::Int | Type::Duration => v.is_i64() || v.is_u64(),
-        Type::Float => v.is_number(),
-        Type::Bool => v.is_boolean(),
-        Type::List(t) => v.as_array().is_some_and(|xs| xs.iter().all(|x| conforms(x, t, program))),
-        Type::Map(t) => v.as_object().is_some_and(|m| m.values().all(|x| conforms(x, t, program))),
-        Type::Record(fields) => v
-            .as_object()
-            .is_some_and(|m| fields.iter().all(|(k, t)| conforms(m.get(k).unwrap_or(&Value::Null), t, program))),
-        Type::Enum(e) => {
-            v.as_str().is_some_and(|s| program.enums.get(e).is_some_and(|d| d.variants.iter().any(|x| x == s)))
-        }
-        Type::Block(_) | Type::Product { .. } => v.is_object(),
     }
 }
 
@@ -1151,6 +773,7 @@ pub fn run(file: Option<&Path>, db: Option<PathBuf>) -> i32 {
     use rustyline::history::DefaultHistory;
     use rustyline::{CompletionType, Config, Editor};
     let mut session = Session::new(std::env::current_dir().unwrap_or_default(), db);
+    session.live_progress = is_terminal::IsTerminal::is_terminal(&std::io::stderr());
     println!("orch repl — :help for help, :quit to leave");
     if let Some(f) = file {
         match session.handle(&format!(":load {}", f.display())) {
