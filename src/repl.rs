@@ -269,7 +269,7 @@ impl Session {
         match self.run_hidden(&[text.to_string()], &name) {
             Ok(t) => {
                 let shown = format!("{name} = {} : {}", show(&t.value, &t.ty, self.program.as_ref()), t.ty);
-                self.lets.retain(|(n, _, _)| *n != name);
+                // Earlier bindings stay (later ones may depend on them); the new one shadows.
                 self.lets.push((name, text.to_string(), t));
                 Reply::Out(shown)
             }
@@ -372,7 +372,10 @@ impl Session {
         if self.lets.is_empty() {
             out.push_str("no bindings\n");
         }
-        for (n, _, t) in &self.lets {
+        for (i, (n, _, t)) in self.lets.iter().enumerate() {
+            if self.lets[i + 1..].iter().any(|(m, _, _)| m == n) {
+                continue; // shadowed
+            }
             out.push_str(&format!("let {n} = {} : {}\n", show(&t.value, &t.ty, self.program.as_ref()), t.ty));
         }
         if let Some(p) = &self.program {

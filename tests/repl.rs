@@ -49,6 +49,11 @@ fn let_bindings_and_declarations_join_the_session_and_are_checked() {
     let mut s = session();
     assert_eq!(out(s.handle("let xs = [3, 4]")), "xs = [3, 4] : [Int]");
     assert_eq!(out(s.handle("len(xs)")), "2 : Int");
+    // Rebinding shadows; what was bound from the old value keeps working.
+    assert_eq!(out(s.handle("let n = len(xs)")), "n = 2 : Int");
+    assert_eq!(out(s.handle("let xs = \"now a string\"")), "xs = \"now a string\" : Str");
+    assert_eq!(out(s.handle("n + len(xs)")), "14 : Int");
+    assert_eq!(out(s.handle("let xs = [3, 4]")), "xs = [3, 4] : [Int]");
     assert_eq!(out(s.handle("enum Color { red, green }")), "defined Color");
     assert_eq!(out(s.handle("type Pair = { a: Int, b: Str }")), "defined Pair");
     assert_eq!(out(s.handle("let p: Pair = { a: 1, b: \"x\" }")), "p = { a: 1, b: \"x\" } : { a: Int, b: Str }");
