@@ -18,7 +18,7 @@ fn every_orch_source() -> Vec<(String, String)> {
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with('.') || name == "target")
+            e.depth() == 0 || !(name.starts_with('.') || name == "target" || name == "node_modules")
         })
         .filter_map(Result::ok)
     {

@@ -40,7 +40,7 @@ pub fn run(args: FmtArgs) -> i32 {
 }
 
 fn is_hidden_or_target(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n == "target")
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n == "target" || n == "node_modules")
 }
 
 fn report(d: &Diagnostic) {
