@@ -204,3 +204,31 @@ fn the_drawings_of_the_deploy_workflow() {
     assert_eq!(code, 0, "{stderr}");
     insta::assert_snapshot!("deploy_dot", dot);
 }
+
+#[test]
+fn conditions_with_quotes_and_newlines_are_escaped_in_both_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("q.orch");
+    std::fs::write(
+        &file,
+        "step a(stage: Str) -> (done: Bool) {\n  { done: true }\n}\n\nworkflow w(stage: Str) -> () {\n  if stage == \"prod\\\\x\" and\n     stage != \"a|b\" {\n    a\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, mermaid, stderr) = orchc(&["graph", file.to_str().unwrap(), "w"]);
+    assert_eq!(code, 0, "{stderr}");
+    let m = parse_mermaid(&mermaid);
+    let cond = "if stage == #quot;prod\\\\x#quot; and stage != #quot;a|b#quot;";
+    assert!(has_edge(&m, cond, "a", Some("then"), false), "{mermaid}");
+    assert!(has_edge(&m, cond, "end", Some("else"), false), "{mermaid}");
+    let (code, dot_text, _) = orchc(&["graph", file.to_str().unwrap(), "w", "--format", "dot"]);
+    assert_eq!(code, 0);
+    let mut child = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("dot");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(dot_text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains("if stage == &quot;prod\\\\x&quot; and stage != &quot;a|b&quot;"), "{svg}");
+}
