@@ -212,6 +212,8 @@ fn typing_continuation_completion_and_errors_through_a_pty() {
             ("let greeting = \"hi\"\r", "greeting = \"hi\" : Str"),
             ("upper(gree\t)\r", "\"HI\" : Str"),
             (":he\t\r", "Type an expression"),
+            // ... and a keyword.
+            ("wor\t w0() -> () {}\r", "defined w0"),
             // An error, then the session is still usable.
             ("missing_name * 2\r", "orch::name::unknown"),
             ("r.a + 41\r", "42 : Int"),
