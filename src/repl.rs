@@ -698,23 +698,8 @@ mod term {
     impl Completer for OrchHelper {
         type Candidate = Pair;
         fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-            let before = &line[..pos];
-            let start = before
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ':'))
-                .map_or(0, |i| i + 1);
-            let word = &before[start..];
-            let pool: Vec<&str> = if start == 0 && word.starts_with(':') {
-                COMMANDS.to_vec()
-            } else {
-                KEYWORDS.iter().copied().chain(self.names.iter().map(String::as_str)).collect()
-            };
-            let mut found: Vec<&str> = pool.into_iter().filter(|c| c.starts_with(word) && !word.is_empty()).collect();
-            found.sort();
-            found.dedup();
-            Ok((
-                start,
-                found.into_iter().map(|c| Pair { display: c.to_string(), replacement: c.to_string() }).collect(),
-            ))
+            let (start, found) = completions(line, pos, &self.names);
+            Ok((start, found.into_iter().map(|c| Pair { display: c.clone(), replacement: c }).collect()))
         }
     }
 
@@ -727,6 +712,31 @@ mod term {
             })
         }
     }
+}
+
+/// What Tab offers at byte `pos` of `line`: where the word being completed starts, and the
+/// commands (for a word starting with `:` at the start of the line), or the keywords and `names`
+/// that start with it.
+pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<String>) {
+    let before = &line[..pos];
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.' || *c == ':'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &before[start..];
+    if word.is_empty() {
+        return (start, vec![]);
+    }
+    let pool: Vec<&str> = if start == 0 && word.starts_with(':') {
+        COMMANDS.to_vec()
+    } else {
+        KEYWORDS.iter().copied().chain(names.iter().map(String::as_str)).collect()
+    };
+    let mut found: Vec<String> = pool.into_iter().filter(|c| c.starts_with(word)).map(str::to_string).collect();
+    found.sort();
+    found.dedup();
+    (start, found)
 }
 
 /// How many brackets are open at the end of `text` (strings and comments skipped).

@@ -2,7 +2,7 @@
 //! pseudo-terminal (Python's `pty` module: typing, continuation lines, Tab completion, an error
 //! that leaves the session usable, history kept across sessions).
 
-use orch::repl::{open_brackets, Reply, Session};
+use orch::repl::{completions, open_brackets, Reply, Session};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -109,6 +109,19 @@ fn runs_go_to_the_db_when_one_is_given() {
     let listed = Command::new(env!("CARGO_BIN_EXE_orchc")).args(["runs", "--db"]).arg(&db).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains(&id) && listed.contains("completed"), "{listed}");
+}
+
+#[test]
+fn completion_offers_commands_keywords_and_names() {
+    let names = vec!["deploy".to_string(), "delete_node".to_string(), "lifecycles.Standard".to_string()];
+    assert_eq!(completions(":st", 3, &names), (0, vec![":state".to_string(), ":step".to_string()]));
+    assert_eq!(completions("let x = de", 10, &names), (8, vec!["delete_node".to_string(), "deploy".to_string()]));
+    assert_eq!(completions("wor", 3, &names), (0, vec!["workflow".to_string()]));
+    assert_eq!(completions("x + lifecycles.S", 16, &names), (4, vec!["lifecycles.Standard".to_string()]));
+    // After a multi-byte character.
+    assert_eq!(completions("\"é\" + dep", 10, &names), (7, vec!["deploy".to_string()]));
+    assert_eq!(completions("éde", 4, &names), (2, vec!["delete_node".to_string(), "deploy".to_string()]));
+    assert_eq!(completions("1 + ", 4, &names), (4, vec![]));
 }
 
 #[test]
