@@ -1,7 +1,7 @@
 //! `orchc fmt`: the formatter on every `.orch` file of the repository and the brief (idempotent,
 //! same tree, same comments), golden files `tests/fmt/*.in.orch` → `*.out.orch`, and the command.
 
-use orch::fmt::format_source;
+use orch::fmt::{format_source, format_source_width};
 use orch::syntax::{ast::strip_spans, parse};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -113,6 +113,18 @@ fn comments_on_every_line_and_between_every_line_survive_in_every_file() {
         }
     }
     assert!(checked >= 3);
+}
+
+#[test]
+fn the_layout_does_not_depend_on_the_input_layout() {
+    // Laid out very narrow or very wide first, every file still formats to the same text.
+    for (name, src) in every_orch_source() {
+        let Ok(canonical) = format_source(&src) else { continue };
+        for width in [20, 60, 1000] {
+            let other = format_source_width(&src, width).unwrap();
+            assert_eq!(format_source(&other).unwrap(), canonical, "{name}: differs after a layout at width {width}");
+        }
+    }
 }
 
 #[test]

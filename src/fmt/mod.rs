@@ -24,16 +24,25 @@ pub const WIDTH: usize = 100;
 
 /// Formats source text; `Err` when it does not parse.
 pub fn format_source(src: &str) -> Result<String, crate::syntax::ParseError> {
+    format_source_width(src, WIDTH)
+}
+
+/// Formats source text for another line width (the canonical layout is at [`WIDTH`]).
+pub fn format_source_width(src: &str, width: usize) -> Result<String, crate::syntax::ParseError> {
     let module = crate::syntax::parse(src)?;
-    Ok(format_module(src, &module))
+    Ok(format_module_width(src, &module, width))
 }
 
 /// Formats a parsed module; `src` is the text it was parsed from (for comments and literals).
 pub fn format_module(src: &str, module: &Module) -> String {
+    format_module_width(src, module, WIDTH)
+}
+
+fn format_module_width(src: &str, module: &Module, width: usize) -> String {
     let mut f = Fmt { src, comments: &module.comments, next: 0 };
     let spans: Vec<Span> = module.items.iter().map(|i| i.span).collect();
     let body = f.vertical(&spans, src.len(), |f, i| f.item(&module.items[i]), |_| "");
-    let out = doc::render(&body, WIDTH);
+    let out = doc::render(&body, width);
     let out = out.trim_start_matches('\n');
     if out.is_empty() {
         String::new()
