@@ -115,8 +115,10 @@ pub struct Session {
     decls: String,
     /// `let` statements entered so far, with the values they got.
     lets: Vec<(String, String, Typed)>,
-    /// Where relative imports and `:load` paths resolve.
+    /// Where the session's relative imports resolve (the directory of the last file loaded).
     dir: PathBuf,
+    /// Where `:load` paths resolve: the directory the session started in.
+    cwd: PathBuf,
     /// The last program that checked (declarations only), for completion and `:state`.
     program: Option<Program>,
     /// The store for `:run` (`None`: in memory).
@@ -145,6 +147,7 @@ impl Session {
         let mut s = Session {
             decls: String::new(),
             lets: Vec::new(),
+            cwd: dir.clone(),
             dir,
             program: None,
             db,
@@ -169,9 +172,12 @@ impl Session {
             return match name {
                 "quit" | "q" => Reply::Quit,
                 "help" | "h" => Reply::Out(HELP.to_string()),
-                "type" | "t" => match self.typed_expr(rest) {
-                    Ok((_, ty, _)) => Reply::Out(format!("{rest} : {ty}")),
-                    Err(e) => Reply::Err(e),
+                "type" | "t" => match self.signature(rest) {
+                    Some(sig) => Reply::Out(sig),
+                    None => match self.typed_expr(rest) {
+                        Ok((_, ty, _)) => Reply::Out(format!("{rest} : {ty}")),
+                        Err(e) => Reply::Err(e),
+                    },
                 },
                 "load" | "l" => self.load(rest),
                 "state" => Reply::Out(self.state()),
@@ -194,6 +200,26 @@ impl Session {
             Ok(t) => Reply::Out(format!("{} : {}", show(&t.value, &t.ty, self.program.as_ref()), t.ty)),
             Err(e) => Reply::Err(e),
         }
+    }
+
+    /// `:type` of a step or workflow name: its signature.
+    fn signature(&self, name: &str) -> Option<String> {
+        let p = self.program.as_ref()?;
+        let params = |ps: &[ir::Param]| {
+            ps.iter()
+                .map(|p| format!("{}: {}{}", p.name, p.ty, if p.default.is_some() { " = ..." } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let outputs = |os: &indexmap::IndexMap<String, Type>| {
+            os.iter().map(|(k, t)| format!("{k}: {t}")).collect::<Vec<_>>().join(", ")
+        };
+        if let Some(s) = p.steps.get(name).filter(|_| name != EVAL_STEP) {
+            let kw = if matches!(s.kind, StepKind::Input { .. }) { "input step" } else { "step" };
+            return Some(format!("{kw} {name}({}) -> ({})", params(&s.params), outputs(&s.outputs)));
+        }
+        let w = p.workflows.get(name)?;
+        Some(format!("workflow {name}({}) -> ({})", params(&w.params), outputs(&w.outputs)))
     }
 
     /// Names in scope, for completion.
@@ -240,7 +266,7 @@ impl Session {
         if path.is_empty() {
             return Reply::Err("usage: :load FILE".into());
         }
-        let p = self.dir.join(path);
+        let p = self.cwd.join(path);
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
             Err(e) => return Reply::Err(format!("orch::io::read: cannot read `{path}`: {e}")),
@@ -674,7 +700,17 @@ fn record_text(v: &Value, ty_of: impl Fn(&str) -> Type, program: Option<&Program
     match v.as_object() {
         Some(m) if m.is_empty() => "{}".into(),
         Some(m) => {
-            let parts: Vec<String> = m.iter().map(|(k, x)| format!("{k}: {}", show(x, &ty_of(k), program))).collect();
+            let key = |k: &str| {
+                let word = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if word {
+                    k.to_string()
+                } else {
+                    quote(k)
+                }
+            };
+            let parts: Vec<String> =
+                m.iter().map(|(k, x)| format!("{}: {}", key(k), show(x, &ty_of(k), program))).collect();
             format!("{{ {} }}", parts.join(", "))
         }
         None => v.to_string(),

@@ -34,6 +34,7 @@ fn expressions_are_evaluated_and_printed_with_their_type() {
     assert_eq!(out(s.handle("for v in range(5) if v % 2 == 0 { v * 10 }")), "[0, 20, 40] : [Int]");
     assert_eq!(out(s.handle("{ a: 1, b: \"x\" } with { a: 5 }")), "{ a: 5, b: \"x\" } : { a: Int, b: Str }");
     assert_eq!(out(s.handle("90s")), "90s : Duration");
+    assert_eq!(out(s.handle("json_parse(\"{\\\"a-b\\\": 1}\") as [Str: Int]")), "{ \"a-b\": 1 } : [Str: Int]");
     assert_eq!(out(s.handle("if 1 < 2 { \"yes\" } else { \"no\" }")), "\"yes\" : Str");
     assert_eq!(out(s.handle("json_parse(\"[1, 2]\") as [Int]")), "[1, 2] : [Int]");
     assert!(err(s.handle("json_parse(\"[1, 2]\") as Str")).contains("orch::run::conversion"));
@@ -81,6 +82,11 @@ fn let_bindings_and_declarations_join_the_session_and_are_checked() {
 fn files_load_and_steps_and_workflows_run_through_the_interpreter() {
     let mut s = session();
     assert_eq!(out(s.handle(":load tests/graph/deploy.orch")), "loaded tests/graph/deploy.orch");
+    assert_eq!(out(s.handle(":type render")), "step render(hosts: [Str], settings: Str) -> (plan: Str)");
+    assert_eq!(out(s.handle(":type approve")), "input step approve(plan: Str) -> (approved: Bool)");
+    assert_eq!(out(s.handle(":type refresh")), "workflow refresh(site: Str) -> (kept: Str)");
+    // `:load` paths stay relative to where the session started.
+    assert!(err(s.handle(":load tests/graph/deploy.orch")).contains("orch::name::duplicate"));
     let o = out(s.handle(":step render hosts=[\"a\",\"b\"] settings=x"));
     assert!(o.ends_with("completed\nplan = \"x\" : Str"), "{o}");
     assert!(err(s.handle(":step render hosts=[\"a\"] nope=1")).contains("no parameter `nope`"));
