@@ -1,7 +1,8 @@
 //! `orchc graph`: a workflow's flow as a picture, in Mermaid or Graphviz dot.
 //!
 //! Built from the checked IR (`ir::WorkflowDef::flow`):
-//! - every call is a node: a step as a box, an input step as a parallelogram, a workflow call as a
+//! - every call is a node (with a second line for explicit bindings and renamed outputs,
+//!   `(p: EXPR) as (k: out)`): a step as a box, an input step as a parallelogram, a workflow call as a
 //!   subroutine (a double-bordered box);
 //! - `a >> b` is an edge from each end of `a` to each start of `b`;
 //! - `a & b` forks from a `fork` node and joins at a `join` node;
@@ -32,6 +33,8 @@ pub enum Shape {
 pub struct Node {
     pub id: String,
     pub label: String,
+    /// A second line: a call's explicit bindings and renamed outputs, `(p: EXPR) as (k: out)`.
+    pub detail: Option<String>,
     pub shape: Shape,
     /// Index into `Drawing::clusters` of the innermost `for` around the node.
     pub cluster: Option<usize>,
@@ -89,7 +92,7 @@ pub fn draw(program: &Program, workflow: &str) -> Option<Drawing> {
 
 impl Builder<'_> {
     fn node(&mut self, id: String, label: String, shape: Shape) -> String {
-        self.drawing.nodes.push(Node { id: id.clone(), label, shape, cluster: self.cluster });
+        self.drawing.nodes.push(Node { id: id.clone(), label, detail: None, shape, cluster: self.cluster });
         id
     }
 
@@ -130,6 +133,26 @@ impl Builder<'_> {
         };
         let id = self.fresh("n");
         self.node(id.clone(), name, shape);
+        let bound: Vec<String> = c
+            .args
+            .iter()
+            .filter_map(|(p, src)| match src {
+                ArgSource::Expr(e) => Some(format!("{p}: {}", self.source_of(e.loc))),
+                _ => None,
+            })
+            .collect();
+        let renamed: Vec<String> =
+            c.writes.iter().filter(|(k, out)| k != out).map(|(k, out)| format!("{k}: {out}")).collect();
+        let mut detail = String::new();
+        if !bound.is_empty() {
+            detail.push_str(&format!("({})", bound.join(", ")));
+        }
+        if !renamed.is_empty() {
+            detail.push_str(&format!("{}as ({})", if detail.is_empty() { "" } else { " " }, renamed.join(", ")));
+        }
+        if !detail.is_empty() {
+            self.drawing.nodes.last_mut().expect("just added").detail = Some(detail);
+        }
         if let CallTarget::Step(s) = &c.target {
             if let Some(comp) = self.program.steps.get(s).and_then(|d| d.compensate.clone()) {
                 let cid = self.fresh("c");
@@ -275,7 +298,11 @@ pub fn to_dot(d: &Drawing) -> String {
             Shape::Fork => "shape=circle, width=0.3, fontsize=9".to_string(),
             Shape::Terminal => "shape=oval, style=filled, fillcolor=lightgrey".to_string(),
         };
-        format!("\"{}\" [label=\"{}\", {attrs}];", n.id, dot_escape(&n.label))
+        let label = match &n.detail {
+            Some(d) => format!("{}\\n{}", dot_escape(&n.label), dot_escape(d)),
+            None => dot_escape(&n.label),
+        };
+        format!("\"{}\" [label=\"{label}\", {attrs}];", n.id)
     }
     fn cluster(d: &Drawing, index: Option<usize>, depth: usize, out: &mut String) {
         let pad = "  ".repeat(depth);
@@ -306,15 +333,19 @@ pub fn to_dot(d: &Drawing) -> String {
     out
 }
 
+/// Mermaid labels may hold HTML: quotes and angle brackets become entity codes.
 fn mermaid_escape(s: &str) -> String {
-    s.replace('"', "#quot;")
+    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
 }
 
 /// A Mermaid flowchart.
 pub fn to_mermaid(d: &Drawing) -> String {
     let mut out = String::from("flowchart TD\n");
     fn node_line(n: &Node) -> String {
-        let l = mermaid_escape(&n.label);
+        let l = match &n.detail {
+            Some(d) => format!("{}<br/>{}", mermaid_escape(&n.label), mermaid_escape(d)),
+            None => mermaid_escape(&n.label),
+        };
         match n.shape {
             Shape::Step | Shape::Compensation => format!("{}[\"{l}\"]", n.id),
             Shape::Input => format!("{}[/\"{l}\"/]", n.id),

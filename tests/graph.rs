@@ -56,7 +56,10 @@ fn dot_output_renders_with_graphviz_and_shows_every_step() {
     }
     // Shapes and styles in the dot text itself.
     assert!(dot_text.contains("[label=\"approve\", shape=parallelogram]"), "{dot_text}");
-    assert!(dot_text.contains("[label=\"announce\", shape=box, peripheries=2]"), "{dot_text}");
+    assert!(
+        dot_text.contains("[label=\"announce\\nas (announced: notified)\", shape=box, peripheries=2]"),
+        "{dot_text}"
+    );
     assert!(dot_text.contains("shape=diamond"), "{dot_text}");
     assert!(dot_text.contains("subgraph \"cluster_for1\""), "{dot_text}");
     assert!(dot_text.contains("[label=\"compensate\", style=dashed"), "{dot_text}");
@@ -103,7 +106,9 @@ fn parse_mermaid(text: &str) -> Mermaid {
             let id_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).expect("a node line");
             let (id, shape) = line.split_at(id_end);
             let open = &shape[..shape.find('"').expect("a quoted label")];
-            let label = shape[open.len() + 1..].split('"').next().unwrap().to_string();
+            let full = shape[open.len() + 1..].split('"').next().unwrap();
+            // The call's bindings and renames are a second line.
+            let label = full.split("<br/>").next().unwrap().to_string();
             assert!(!["end", "graph", "subgraph"].contains(&id), "a Mermaid keyword as a node id: {id}");
             nodes.insert(id.to_string(), (label.clone(), open.to_string()));
             if let Some(sg) = current.last() {
@@ -161,6 +166,8 @@ fn mermaid_output_has_the_flow_structure() {
     assert_eq!(shape("announce"), "[[");
     assert_eq!(shape("if approved"), "{");
     assert_eq!(shape("reserve"), "[");
+    assert!(text.contains("[[\"announce<br/>as (announced: notified)\"]]"), "{text}");
+    assert!(text.contains("[\"notify<br/>(site: #quot;ops#quot;)\"]"), "{text}");
     // The for loop is a subgraph holding its body.
     assert_eq!(m.subgraphs.get("for host in hosts (at most 4 at a time)"), Some(&vec!["deploy_host".to_string()]));
 }
