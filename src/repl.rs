@@ -16,7 +16,7 @@
 //! `~/.orch_history`), Tab completion of commands, keywords and names in scope.
 
 use crate::check::check_source;
-use crate::diagnostics::{render_human, HumanStyle, Severity};
+use crate::diagnostics::{render_human, HumanStyle, Severity, Source};
 use crate::ir::{self, Builtin, Program, StepKind, Type};
 use crate::run::eval::{self, Ctx, Locals};
 use crate::run::progress::Progress;
@@ -241,9 +241,30 @@ impl Session {
         out
     }
 
-    fn errors_of(&self, diags: &[crate::diagnostics::Diagnostic]) -> String {
+    /// The errors among `diags`, rendered. `user` is where the text just typed sits in the checked
+    /// source (offset, text): a diagnostic all of whose labels fall inside it is shown against
+    /// that text alone, so it points at what was typed rather than at the hidden scaffolding.
+    fn errors_of(&self, diags: &[crate::diagnostics::Diagnostic], user: Option<(usize, &str)>) -> String {
         let style = HumanStyle { color: false, width: 100 };
-        diags.iter().filter(|d| d.severity == Severity::Error).map(|d| render_human(d, style)).collect()
+        diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| match user {
+                Some((start, text))
+                    if d.source.as_ref().is_some_and(|s| s.name == "<repl>")
+                        && !d.labels.is_empty()
+                        && d.labels.iter().all(|l| l.span.start >= start && l.span.end <= start + text.len()) =>
+                {
+                    let mut local = d.clone();
+                    local.source = Some(Source::new("<input>", text));
+                    for l in &mut local.labels {
+                        l.span = crate::syntax::ast::Span::new(l.span.start - start, l.span.end - start);
+                    }
+                    render_human(&local, style)
+                }
+                _ => render_human(d, style),
+            })
+            .collect()
     }
 
     fn declare(&mut self, text: &str) -> Reply {
@@ -258,7 +279,7 @@ impl Session {
                     .unwrap_or_default();
                 Reply::Out(if added.is_empty() { "ok".into() } else { format!("defined {}", added.join(", ")) })
             }
-            None => Reply::Err(self.errors_of(&result.diagnostics)),
+            None => Reply::Err(self.errors_of(&result.diagnostics, Some((candidate.len() - text.len() - 1, text)))),
         }
     }
 
@@ -311,7 +332,7 @@ impl Session {
         if expr.is_empty() {
             return Err("usage: :type EXPR".into());
         }
-        let (program, block) = self.hidden_program(&[value_let(expr)])?;
+        let (program, block) = self.hidden_program(&[value_let(expr)], Some(expr.trim().trim_end_matches(';')))?;
         match block.stmts.last() {
             Some(ir::Stmt::Let { value, .. }) => {
                 let (ty, value) = (value.ty.clone(), value.clone());
@@ -322,18 +343,24 @@ impl Session {
     }
 
     /// Checks the session with a hidden step holding the bindings and `extra` statements.
-    fn hidden_program(&self, extra: &[String]) -> Result<(Program, ir::Block), String> {
-        let mut body = String::new();
+    /// `user`: the text just typed, which is inside the last of `extra`.
+    fn hidden_program(&self, extra: &[String], user: Option<&str>) -> Result<(Program, ir::Block), String> {
+        let mut text = format!("{}\nstep {EVAL_STEP}() -> () {{\n", self.decls);
+        let mut extras_start = text.len();
         // Each statement ends with `;` so that an unfinished one cannot swallow the next.
-        for s in self.lets.iter().map(|l| &l.1).chain(extra) {
-            body.push_str("  ");
-            body.push_str(s.trim().trim_end_matches(';'));
-            body.push_str(";\n");
+        for (i, s) in self.lets.iter().map(|l| &l.1).chain(extra).enumerate() {
+            if i == self.lets.len() {
+                extras_start = text.len();
+            }
+            text.push_str("  ");
+            text.push_str(s.trim().trim_end_matches(';'));
+            text.push_str(";\n");
         }
-        let text = format!("{}\nstep {EVAL_STEP}() -> () {{\n{body}  {{}}\n}}\n", self.decls);
+        text.push_str("  {}\n}\n");
         let result = check_source("<repl>", &text, &self.dir);
         let Some(program) = result.program else {
-            return Err(self.errors_of(&result.diagnostics));
+            let at = user.and_then(|u| text[extras_start..].find(u).map(|i| (extras_start + i, u)));
+            return Err(self.errors_of(&result.diagnostics, at));
         };
         let block = match program.steps.get(EVAL_STEP).map(|s| &s.kind) {
             Some(StepKind::Body(b)) => b.clone(),
@@ -372,7 +399,12 @@ impl Session {
 
     /// Checks and evaluates `extra` after the bindings; gives the value bound to `name`.
     fn run_hidden(&mut self, extra: &[String], name: &str) -> Result<Typed, String> {
-        let (program, block) = self.hidden_program(extra)?;
+        let user = extra
+            .last()
+            .map(|s| s.trim().trim_end_matches(';'))
+            .filter(|s| s.starts_with("let ") && !s.starts_with("let __repl"));
+        let (program, block) =
+            self.hidden_program(extra, user.or_else(|| extra.last().and_then(|s| user_of_value_let(s))))?;
         let ctx = self.context(Arc::new(program))?;
         let mut locals = Locals::new(self.lets.iter().map(|(n, _, t)| (n.clone(), t.value.clone())));
         let mut found = None;
@@ -470,7 +502,7 @@ impl Session {
         );
         let result = check_source("<repl>", &text, &self.dir);
         let Some(program) = result.program else {
-            return Reply::Err(self.errors_of(&result.diagnostics));
+            return Reply::Err(self.errors_of(&result.diagnostics, None));
         };
         self.start_run(program, &wf, inputs)
     }
@@ -610,6 +642,11 @@ impl Session {
 /// is on its own lines, so diagnostics show it as typed.
 fn value_let(expr: &str) -> String {
     format!("let {EVAL_VALUE} = (\n{}\n)", expr.trim().trim_end_matches(';'))
+}
+
+/// The expression inside a statement made by [`value_let`].
+fn user_of_value_let(stmt: &str) -> Option<&str> {
+    stmt.strip_prefix(&format!("let {EVAL_VALUE} = (\n"))?.strip_suffix("\n)")
 }
 
 fn step_error(e: crate::run::error::StepError) -> String {

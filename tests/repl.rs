@@ -68,8 +68,12 @@ fn let_bindings_and_declarations_join_the_session_and_are_checked() {
     assert!(o.starts_with("run ") && o.ends_with("completed\nm = 42 : Int"), "{o}");
     assert!(err(s.handle(":step double n=abc")).contains("`abc` is not an `Int`"));
     assert!(err(s.handle(":step double")).contains("missing input `n` (Int)"));
-    // An unknown name is an error with its code; the session goes on.
-    assert!(err(s.handle("nope + 1")).contains("orch::name::unknown"));
+    // An unknown name is an error with its code, shown against what was typed; the session goes on.
+    let e = err(s.handle("nope + 1"));
+    assert!(e.contains("orch::name::unknown") && e.contains("[<input>:1:1]") && e.contains("1 │ nope + 1"), "{e}");
+    assert!(!e.contains("__repl"), "{e}");
+    let e = err(s.handle("let bad: Str = 1"));
+    assert!(e.contains("orch::type::mismatch") && e.contains("[<input>:1:16]"), "{e}");
     assert_eq!(out(s.handle("xs[1]")), "4 : Int");
     let state = out(s.handle(":state"));
     assert!(state.contains("let xs = [3, 4] : [Int]") && state.contains("steps: double"), "{state}");
