@@ -191,7 +191,7 @@ impl Session {
         let second = trimmed[first.len()..].trim_start();
         if DECL_WORDS.contains(&first) || trimmed.starts_with("///") || (first == "input" && second.starts_with("step"))
         {
-            return self.declare(trimmed);
+            return self.declare(trimmed, "<input>");
         }
         if first == "let" {
             return self.bind(trimmed);
@@ -244,19 +244,19 @@ impl Session {
     /// The errors among `diags`, rendered. `user` is where the text just typed sits in the checked
     /// source (offset, text): a diagnostic all of whose labels fall inside it is shown against
     /// that text alone, so it points at what was typed rather than at the hidden scaffolding.
-    fn errors_of(&self, diags: &[crate::diagnostics::Diagnostic], user: Option<(usize, &str)>) -> String {
+    fn errors_of(&self, diags: &[crate::diagnostics::Diagnostic], user: Option<(usize, &str, &str)>) -> String {
         let style = HumanStyle { color: false, width: 100 };
         diags
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .map(|d| match user {
-                Some((start, text))
+                Some((start, text, name))
                     if d.source.as_ref().is_some_and(|s| s.name == "<repl>")
                         && !d.labels.is_empty()
                         && d.labels.iter().all(|l| l.span.start >= start && l.span.end <= start + text.len()) =>
                 {
                     let mut local = d.clone();
-                    local.source = Some(Source::new("<input>", text));
+                    local.source = Some(Source::new(name, text));
                     for l in &mut local.labels {
                         l.span = crate::syntax::ast::Span::new(l.span.start - start, l.span.end - start);
                     }
@@ -267,7 +267,8 @@ impl Session {
             .collect()
     }
 
-    fn declare(&mut self, text: &str) -> Reply {
+    /// Adds declarations to the session; `name` names `text` in diagnostics.
+    fn declare(&mut self, text: &str, name: &str) -> Reply {
         let candidate = if self.decls.is_empty() { format!("{text}\n") } else { format!("{}\n{text}\n", self.decls) };
         let result = check_source("<repl>", &candidate, &self.dir);
         match result.program {
@@ -279,7 +280,9 @@ impl Session {
                     .unwrap_or_default();
                 Reply::Out(if added.is_empty() { "ok".into() } else { format!("defined {}", added.join(", ")) })
             }
-            None => Reply::Err(self.errors_of(&result.diagnostics, Some((candidate.len() - text.len() - 1, text)))),
+            None => {
+                Reply::Err(self.errors_of(&result.diagnostics, Some((candidate.len() - text.len() - 1, text, name))))
+            }
         }
     }
 
@@ -293,7 +296,7 @@ impl Session {
             Err(e) => return Reply::Err(format!("orch::io::read: cannot read `{path}`: {e}")),
         };
         let old_dir = std::mem::replace(&mut self.dir, p.parent().map(Path::to_path_buf).unwrap_or_default());
-        match self.declare(&text) {
+        match self.declare(&text, path) {
             Reply::Err(e) => {
                 self.dir = old_dir;
                 Reply::Err(e)
@@ -359,7 +362,7 @@ impl Session {
         text.push_str("  {}\n}\n");
         let result = check_source("<repl>", &text, &self.dir);
         let Some(program) = result.program else {
-            let at = user.and_then(|u| text[extras_start..].find(u).map(|i| (extras_start + i, u)));
+            let at = user.and_then(|u| text[extras_start..].find(u).map(|i| (extras_start + i, u, "<input>")));
             return Err(self.errors_of(&result.diagnostics, at));
         };
         let block = match program.steps.get(EVAL_STEP).map(|s| &s.kind) {
