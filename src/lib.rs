@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod diagnostics;
 pub mod fmt;
+pub mod graph;
 pub mod ir;
 pub mod repl;
 pub mod run;

@@ -5,6 +5,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod check;
+mod fmt;
+mod graph;
+mod repl;
 mod run;
 mod runs;
 
@@ -204,6 +207,9 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Repl(args) => repl::run(args),
         Command::Run(args) => run::run(args),
         Command::Resume(args) => run::resume(args),
         Command::Retry(args) => run::retry(args),
@@ -212,26 +218,5 @@ pub fn main() -> i32 {
         Command::Show(args) => runs::show(args),
         Command::Subscriptions(args) => runs::subscriptions(args),
         Command::Subscription(args) => runs::subscription(args),
-        other => {
-            eprintln!("orchc: `{}` is not available in this build yet", command_name(&other));
-            exit::USAGE
-        }
-    }
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Check(_) => "check",
-        Command::Run(_) => "run",
-        Command::Runs(_) => "runs",
-        Command::Show(_) => "show",
-        Command::Resume(_) => "resume",
-        Command::Retry(_) => "retry",
-        Command::Abort(_) => "abort",
-        Command::Subscriptions(_) => "subscriptions",
-        Command::Subscription(_) => "subscription",
-        Command::Graph(_) => "graph",
-        Command::Fmt(_) => "fmt",
-        Command::Repl(_) => "repl",
     }
 }
