@@ -475,7 +475,9 @@ impl Checker {
             let after: Vec<usize> = it
                 .after
                 .iter()
-                .filter_map(|a| items.iter().position(|x| x.call.target.last().name == a.name || x.call.target.dotted() == a.name))
+                .filter_map(|a| {
+                    items.iter().position(|x| x.call.target.last().name == a.name || x.call.target.dotted() == a.name)
+                })
                 .collect();
             for k in needs {
                 if let Some(&w) = writer_of.get(&k) {
