@@ -104,7 +104,7 @@ pub fn start() -> (StandIn, Arc<Mutex<Landing>>) {
     let mut accounts = BTreeMap::new();
     let mut networks = BTreeMap::new();
     for (i, stage) in ["dev", "test", "prod"].iter().enumerate() {
-        let id = format!("{}00000000{}", i + 1, i + 1);
+        let id = format!("{n}0000000{n}", n = i + 1);
         accounts.insert(id.clone(), (format!("payments-{stage}"), stage.to_string()));
         networks.insert(id, vec!["10.99.0.0/16".to_string()]);
     }
