@@ -89,9 +89,19 @@ impl Checker {
         // Blocks, product fields, configs, secrets, signatures.
         for &m in &mods {
             for i in 0..self.modules[m].ast().items.len() {
-                let item = self.modules[m].ast().items[i].kind.clone();
+                // Steps and workflows are borrowed out of the tree rather than cloned: their bodies
+                // are most of a large program. Nothing reads them by index while they are out.
+                let is_routine =
+                    matches!(self.modules[m].ast().items[i].kind, ItemKind::Step(_) | ItemKind::Workflow(_));
+                let taken = is_routine.then(|| self.take_item(m, i));
+                let cloned = (!is_routine).then(|| self.modules[m].ast().items[i].kind.clone());
+                let item: &ItemKind = match (&taken, &cloned) {
+                    (Some(t), _) => &t.kind,
+                    (_, Some(c)) => c,
+                    _ => unreachable!("taken or cloned"),
+                };
                 let prefix = self.modules[m].prefix.clone();
-                match &item {
+                match item {
                     ItemKind::Block(b) => {
                         let fields = self.field_decls(m, &b.fields);
                         let name = format!("{prefix}{}", b.name.name);
@@ -173,6 +183,9 @@ impl Checker {
                         );
                     }
                     _ => {}
+                }
+                if let Some(t) = taken {
+                    self.put_item(m, i, t);
                 }
             }
         }
@@ -345,7 +358,13 @@ impl Checker {
     pub(super) fn check_bodies(&mut self) {
         for m in self.parsed() {
             for i in 0..self.modules[m].ast().items.len() {
-                let item = self.modules[m].ast().items[i].clone();
+                if !matches!(
+                    self.modules[m].ast().items[i].kind,
+                    ItemKind::Step(_) | ItemKind::Workflow(_) | ItemKind::Config(_) | ItemKind::Environment(_)
+                ) {
+                    continue;
+                }
+                let mut item = self.take_item(m, i);
                 let prefix = self.modules[m].prefix.clone();
                 match &item.kind {
                     ItemKind::Config(c) => {
@@ -413,8 +432,29 @@ impl Checker {
                     }
                     _ => {}
                 }
+                // A checked body is not needed again (its IR is built); dropping it now keeps
+                // the peak memory of a large program down.
+                if let ItemKind::Step(step) = &mut item.kind {
+                    step.body = None;
+                }
+                self.put_item(m, i, item);
             }
         }
+    }
+
+    fn take_item(&mut self, m: ModId, i: usize) -> ast::Item {
+        let items = &mut self.modules[m].ast.as_mut().expect("parsed").items;
+        let span = items[i].span;
+        let placeholder = ast::Item {
+            doc: None,
+            kind: ItemKind::Secret(ast::SecretDecl { name: ast::Ident { name: String::new(), span } }),
+            span,
+        };
+        std::mem::replace(&mut items[i], placeholder)
+    }
+
+    fn put_item(&mut self, m: ModId, i: usize, item: ast::Item) {
+        self.modules[m].ast.as_mut().expect("parsed").items[i] = item;
     }
 
     fn similar_config(&self, prefix: &str, name: &str) -> Option<String> {
@@ -538,6 +578,12 @@ impl Checker {
                 scope.push_all(outputs.iter().map(|(k, t)| (k.clone(), t.clone())).collect());
                 let until = self.expr(m, &mut scope, &p.until, Some(&Type::Bool));
                 self.expect(m, &until, p.until.span, &Type::Bool, None);
+                // An output the poll condition reads is used, even if no later step reads it.
+                for (name, _) in &scope.reads {
+                    if outputs.contains_key(name) {
+                        self.used_outputs.insert((qname.clone(), name.clone()));
+                    }
+                }
                 every.map(|every_ms| ir::PollPolicy { every_ms, until, within_ms: within })
             }
             None => None,

@@ -15,13 +15,15 @@ pub struct Scope {
     pub effects: bool,
     /// Where the expression is, for `orch::type::effect` ("a workflow's flow").
     pub place: &'static str,
-    /// Every local name read, in order (flows use it to know which state keys an expression reads).
+    /// Every local name read, in order, when `track_reads` is set (flows use it to know which
+    /// state keys an expression reads; step bodies do not need it).
     pub reads: Vec<(String, Span)>,
+    pub track_reads: bool,
 }
 
 impl Scope {
     pub fn new(effects: bool, place: &'static str) -> Scope {
-        Scope { frames: vec![], effects, place, reads: vec![] }
+        Scope { frames: vec![], effects, place, reads: vec![], track_reads: !effects }
     }
     pub fn constant() -> Scope {
         Scope::new(false, "a constant value")
@@ -464,7 +466,9 @@ impl Checker {
         let span = id.span;
         if let Some(t) = scope.get(&id.name) {
             let t = t.clone();
-            scope.reads.push((id.name.clone(), span));
+            if scope.track_reads {
+                scope.reads.push((id.name.clone(), span));
+            }
             return self.lower(m, span, K::Local(id.name.clone()), t);
         }
         if let Some(Type::Enum(en)) = expected.map(Type::unwrap_optional) {

@@ -35,7 +35,9 @@ pub fn run(args: CheckArgs) -> i32 {
     // A module imported by several checked files is reported once.
     let mut seen = HashSet::new();
     for f in &files {
-        let result = crate::check::check_path(f);
+        let mut result = crate::check::check_path(f);
+        // The checked program is not needed; freeing a large one costs more than exiting.
+        std::mem::forget(result.program.take());
         for d in result.diagnostics {
             if d.code == Code::IoRead {
                 unreadable = true;

@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod check;
+mod run;
+mod runs;
 
 /// Exit statuses shared by the commands.
 pub mod exit {
@@ -31,7 +33,7 @@ pub enum Command {
     /// Run a workflow, persisting every step's result.
     Run(RunArgs),
     /// List runs.
-    Runs(StoreArgs),
+    Runs(ListArgs),
     /// Show one run: every step, attempt, timing and output.
     Show(ShowArgs),
     /// Continue a suspended run (with inputs) or a run whose process died.
@@ -202,6 +204,14 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => run::resume(args),
+        Command::Retry(args) => run::retry(args),
+        Command::Abort(args) => run::abort(args),
+        Command::Runs(args) => runs::runs(args.store, args.json),
+        Command::Show(args) => runs::show(args),
+        Command::Subscriptions(args) => runs::subscriptions(args),
+        Command::Subscription(args) => runs::subscription(args),
         other => {
             eprintln!("orchc: `{}` is not available in this build yet", command_name(&other));
             exit::USAGE

@@ -11,6 +11,9 @@ struct OrchParser;
 
 /// How deep the syntax tree may nest (brackets, operator chains, flows). Deeper input is refused
 /// with a syntax error rather than risking the stack of the checker or the interpreter.
+/// Precedence of the comparison operators, which do not chain.
+const COMPARISON: u8 = 3;
+
 pub const MAX_DEPTH: usize = 200;
 /// How deep brackets may nest; checked before pest runs so that pest's recursion stays shallow.
 const MAX_BRACKETS: usize = 100;
@@ -19,32 +22,85 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 pub fn parse(source: &str) -> Result<Module> {
     check_brackets(source)?;
-    let file = match OrchParser::parse(Rule::file, source) {
-        Ok(mut pairs) => pairs.next().expect("the file rule always produces a pair"),
-        Err(_) => return Err(describe_failure(source)),
-    };
     let comments = scan_comments(source);
-    let mut builder = Builder { src: source, comments: &comments, depth: 0 };
-    let mut items = Vec::new();
-    for pair in file.into_inner() {
-        if pair.as_rule() == Rule::EOI {
-            break;
-        }
-        items.push(builder.item(pair)?);
-    }
+    // Declarations are parsed one stretch at a time: pest's token queue then stays small
+    // instead of holding every token of a large file at once.
+    let stretches = declaration_stretches(source);
+    let mut items = parse_stretches(source, &comments, &stretches)?;
     attach_docs(source, &mut items, &comments);
     Ok(Module { items, comments })
 }
 
+fn parse_stretches(source: &str, comments: &[Comment], stretches: &[(usize, usize)]) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for &(start, end) in stretches {
+        let file = match OrchParser::parse(Rule::file, &source[start..end]) {
+            Ok(mut pairs) => pairs.next().expect("the file rule always produces a pair"),
+            Err(_) => return Err(describe_failure(source, start, end)),
+        };
+        let mut builder = Builder { src: source, offset: start, comments, depth: 0 };
+        for pair in file.into_inner() {
+            if pair.as_rule() == Rule::EOI {
+                break;
+            }
+            items.push(builder.item(pair)?);
+        }
+    }
+    Ok(items)
+}
+
+/// Splits a file before every line that starts, in its first column, with a declaration keyword
+/// followed by a name (`step deploy`, `input step`, `use "x.orch"`). Such a line cannot be inside
+/// another declaration: the keywords are reserved, strings do not span lines, and a field named
+/// like a keyword is followed by `:`. A stretch may still hold several declarations.
+fn declaration_stretches(source: &str) -> Vec<(usize, usize)> {
+    const KEYWORDS: &[&str] = &[
+        "use",
+        "config",
+        "secret",
+        "type",
+        "enum",
+        "block",
+        "product",
+        "lifecycle",
+        "step",
+        "workflow",
+        "environment",
+    ];
+    fn starts_declaration(line: &str) -> bool {
+        let word_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(line.len());
+        let (word, rest) = line.split_at(word_end);
+        let after_ws = rest.trim_start_matches([' ', '\t']);
+        if after_ws.len() == rest.len() {
+            return false;
+        }
+        if word == "input" {
+            return starts_declaration(after_ws) && after_ws.starts_with("step");
+        }
+        KEYWORDS.contains(&word) && after_ws.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '"')
+    }
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        if offset > 0 && starts_declaration(line) {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    let mut stretches: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    stretches.push((*starts.last().expect("at least one start"), source.len()));
+    stretches
+}
+
 /// Parses once more with pest's error detail switched on, to name what was expected at the
 /// furthest point the parser reached.
-fn describe_failure(source: &str) -> ParseError {
+fn describe_failure(full: &str, start: usize, end: usize) -> ParseError {
     pest::set_error_detail(true);
-    let result = OrchParser::parse(Rule::file, source);
+    let result = OrchParser::parse(Rule::file, &full[start..end]);
     pest::set_error_detail(false);
     let err = match result {
         Err(e) => e,
-        Ok(_) => return ParseError { span: Span::new(0, 0), message: "the text is not orch".into() },
+        Ok(_) => return ParseError { span: Span::new(start, start), message: "the text is not orch".into() },
     };
     let mut pos = match err.location {
         pest::error::InputLocation::Pos(p) => p,
@@ -71,6 +127,8 @@ fn describe_failure(source: &str) -> ParseError {
             }
         }
     }
+    pos += start;
+    let source = full;
     if let Some(e) = reserved_word_as_name(source, pos, &words) {
         return e;
     }
@@ -184,17 +242,7 @@ fn describe_found(source: &str, pos: usize) -> String {
 fn rule_in_words(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::ident | Rule::path | Rule::word => "a name",
-        Rule::expr
-        | Rule::or_expr
-        | Rule::and_expr
-        | Rule::cmp_expr
-        | Rule::coalesce_expr
-        | Rule::add_expr
-        | Rule::mul_expr
-        | Rule::as_expr
-        | Rule::unary_expr
-        | Rule::postfix_expr
-        | Rule::primary => "an expression",
+        Rule::expr | Rule::operand | Rule::postfix_expr | Rule::primary => "an expression",
         Rule::type_expr | Rule::named_type | Rule::list_or_map_type | Rule::record_type => "a type",
         Rule::string => "a string",
         Rule::int => "an integer",
@@ -220,7 +268,7 @@ fn rule_in_words(rule: Rule) -> Option<&'static str> {
         Rule::param => "a parameter",
         Rule::output => "an output",
         Rule::let_stmt => "`let`",
-        Rule::add_op | Rule::mul_op | Rule::cmp_op | Rule::op_coalesce | Rule::op_and | Rule::op_or => "an operator",
+        Rule::binary_op => "an operator",
         _ => return None,
     })
 }
@@ -264,7 +312,9 @@ fn check_brackets(source: &str) -> Result<()> {
 }
 
 struct Builder<'s> {
+    /// The whole file; pest parsed the stretch starting at `offset`.
     src: &'s str,
+    offset: usize,
     /// Every comment, sorted, to trim them off the ends of spans.
     comments: &'s [Comment],
     /// Nesting depth of the tree being built, counted as the AST will nest.
@@ -279,7 +329,7 @@ impl<'s> Builder<'s> {
     /// The pair's span without trailing whitespace and comments, which pest includes when a
     /// rule ends in an optional part that did not match.
     fn span(&self, pair: &Pair<Rule>) -> Span {
-        let (start, mut end) = (pair.as_span().start(), pair.as_span().end());
+        let (start, mut end) = (pair.as_span().start() + self.offset, pair.as_span().end() + self.offset);
         loop {
             end = start + self.src[start..end].trim_end().len();
             let ending_here = self.comments.binary_search_by(|c| c.span.end.cmp(&end));
@@ -726,7 +776,7 @@ impl<'s> Builder<'s> {
             };
             let mut ty = TypeExpr { kind, span: atom_span };
             for mark in parts {
-                let end = mark.as_span().end();
+                let end = mark.as_span().end() + b.offset;
                 ty = TypeExpr { span: Span::new(atom_span.start, end), kind: TypeKind::Optional(Box::new(ty)) };
             }
             Ok(ty)
@@ -766,81 +816,111 @@ impl<'s> Builder<'s> {
     }
 
     fn expr(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {
-        let span = self.span(&pair);
         match pair.as_rule() {
-            Rule::expr => self.expr(pair.into_inner().next().expect("expression")),
-            Rule::or_expr | Rule::and_expr | Rule::coalesce_expr | Rule::add_expr | Rule::mul_expr | Rule::cmp_expr => {
-                self.binary_chain(pair)
-            }
-            Rule::as_expr => {
-                let mut parts: Vec<Pair<Rule>> = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_as).collect();
-                if parts.len() == 1 {
-                    return self.expr(parts.pop().expect("one part"));
-                }
-                let types = parts.split_off(1);
-                let casts = types.len();
-                let operand = parts.pop().expect("operand");
-                let mut e = self.nested(span, casts, |b| b.expr(operand))?;
-                for (i, t) in types.into_iter().enumerate() {
-                    let ty = self.nested(span, casts - i, |b| b.type_expr(t))?;
-                    let span = Span::new(e.span.start, ty.span.end);
-                    e = Expr { kind: ExprKind::As(Box::new(e), ty), span };
-                }
-                Ok(e)
-            }
-            Rule::unary_expr => {
-                let mut parts: Vec<Pair<Rule>> = pair.into_inner().collect();
-                let operand = parts.pop().expect("operand");
-                let ops = parts.len();
-                let mut e = self.nested(span, ops, |b| b.expr(operand))?;
-                for op in parts.into_iter().rev() {
-                    let op_span = self.span(&op);
-                    let kind = if op.as_str() == "-" { UnaryOp::Neg } else { UnaryOp::Not };
-                    e = Expr { span: Span::new(op_span.start, e.span.end), kind: ExprKind::Unary(kind, Box::new(e)) };
-                }
-                Ok(e)
-            }
+            Rule::expr => self.binary(pair),
+            Rule::operand => self.operand(pair),
             Rule::postfix_expr => self.postfix(pair),
             other => unreachable!("not an expression rule: {other:?}"),
         }
     }
 
-    /// Folds `a op b op c` to the left, counting the chain's length as depth.
-    fn binary_chain(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {
+    /// `unary_op* postfix (as T)*`: unary operators bind tighter than `as`.
+    fn operand(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {
         let span = self.span(&pair);
-        let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
+        let mut ops = vec![];
+        let mut operand = None;
+        let mut types = vec![];
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                Rule::unary_op => ops.push(p),
+                Rule::postfix_expr => operand = Some(p),
+                Rule::kw_as => {}
+                _ => types.push(p),
+            }
+        }
+        let operand = operand.expect("an operand has a postfix expression");
+        let depth = ops.len() + types.len();
+        self.nested(span, depth, |b| {
+            let mut e = b.postfix(operand)?;
+            for op in ops.into_iter().rev() {
+                let op_span = b.span(&op);
+                let kind = if op.as_str() == "-" { UnaryOp::Neg } else { UnaryOp::Not };
+                e = Expr { span: Span::new(op_span.start, e.span.end), kind: ExprKind::Unary(kind, Box::new(e)) };
+            }
+            for t in types {
+                let ty = b.type_expr(t)?;
+                let span = Span::new(e.span.start, ty.span.end);
+                e = Expr { kind: ExprKind::As(Box::new(e), ty), span };
+            }
+            Ok(e)
+        })
+    }
+
+    /// `operand (op operand)*` with the precedence of §5, folded to the left; comparisons do
+    /// not chain. The chain's length counts as depth, as the tree it builds is that deep.
+    fn binary(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {
+        let span = self.span(&pair);
+        let mut parts: Vec<Pair<Rule>> = pair.into_inner().collect();
         if parts.len() == 1 {
-            return self.expr(parts.into_iter().next().expect("one part"));
+            return self.operand(parts.pop().expect("one operand"));
         }
         let links = parts.len() / 2;
-        let mut iter = parts.into_iter();
-        let first = iter.next().expect("first operand");
-        let mut e = self.nested(span, links, |b| b.expr(first))?;
-        let mut i = 0;
-        while let (Some(op), Some(rhs)) = (iter.next(), iter.next()) {
-            let op = match op.as_str().trim() {
-                "*" => BinaryOp::Mul,
-                "/" => BinaryOp::Div,
-                "%" => BinaryOp::Rem,
-                "+" => BinaryOp::Add,
-                "-" => BinaryOp::Sub,
-                "??" => BinaryOp::Coalesce,
-                "==" => BinaryOp::Eq,
-                "!=" => BinaryOp::Ne,
-                "<" => BinaryOp::Lt,
-                "<=" => BinaryOp::Le,
-                ">" => BinaryOp::Gt,
-                ">=" => BinaryOp::Ge,
-                "and" => BinaryOp::And,
-                "or" => BinaryOp::Or,
-                other => unreachable!("not an operator: {other}"),
-            };
-            let rhs = self.nested(span, links - i, |b| b.expr(rhs))?;
-            let span = Span::new(e.span.start, rhs.span.end);
-            e = Expr { kind: ExprKind::Binary(op, Box::new(e), Box::new(rhs)), span };
-            i += 1;
-        }
-        Ok(e)
+        self.nested(span, links, |b| {
+            let mut operands: Vec<Expr> = vec![];
+            let mut ops: Vec<BinaryOp> = vec![];
+            fn reduce(operands: &mut Vec<Expr>, op: BinaryOp) {
+                let rhs = operands.pop().expect("right operand");
+                let lhs = operands.pop().expect("left operand");
+                let span = Span::new(lhs.span.start, rhs.span.end);
+                operands.push(Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span });
+            }
+            for (i, p) in parts.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    operands.push(b.operand(p)?);
+                    continue;
+                }
+                let op_span = b.span(&p);
+                let op = match p.as_str().trim() {
+                    "*" => BinaryOp::Mul,
+                    "/" => BinaryOp::Div,
+                    "%" => BinaryOp::Rem,
+                    "+" => BinaryOp::Add,
+                    "-" => BinaryOp::Sub,
+                    "??" => BinaryOp::Coalesce,
+                    "==" => BinaryOp::Eq,
+                    "!=" => BinaryOp::Ne,
+                    "<" => BinaryOp::Lt,
+                    "<=" => BinaryOp::Le,
+                    ">" => BinaryOp::Gt,
+                    ">=" => BinaryOp::Ge,
+                    "and" => BinaryOp::And,
+                    "or" => BinaryOp::Or,
+                    other => unreachable!("not an operator: {other}"),
+                };
+                while let Some(&top) = ops.last() {
+                    if top.precedence() < op.precedence() {
+                        break;
+                    }
+                    if top.precedence() == COMPARISON && op.precedence() == COMPARISON {
+                        return Err(error(
+                            op_span,
+                            format!(
+                                "comparisons do not chain: join them with `and`, as in `a {} b and b {} c`",
+                                top.symbol(),
+                                op.symbol()
+                            ),
+                        ));
+                    }
+                    ops.pop();
+                    reduce(&mut operands, top);
+                }
+                ops.push(op);
+            }
+            while let Some(top) = ops.pop() {
+                reduce(&mut operands, top);
+            }
+            Ok(operands.pop().expect("the whole expression"))
+        })
     }
 
     fn postfix(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {

@@ -1,0 +1,207 @@
+//! `orchc runs`, `show`, `subscriptions` and `subscription`: reading the store.
+
+use super::run::open_store;
+use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
+use crate::run::progress::human;
+use crate::run::store::{RunRecord, StepRecord};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn time_of(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn took(start: i64, end: Option<i64>) -> String {
+    end.map(|e| human(Duration::from_millis((e - start).max(0) as u64))).unwrap_or_else(|| "-".into())
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("orchc: {e}");
+    exit::USAGE
+}
+
+pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
+    let store = match open_store(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let runs = match store.runs() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if json_out {
+        let list: Vec<Value> = runs.iter().map(run_summary).collect();
+        println!("{}", Value::Array(list));
+        return exit::OK;
+    }
+    if runs.is_empty() {
+        println!("no runs in {}", super::run::db_path(&args).display());
+        return exit::OK;
+    }
+    println!("{:<14} {:<24} {:<10} {:<26} TOOK", "RUN", "WORKFLOW", "STATUS", "STARTED");
+    for r in &runs {
+        let end = (r.status != "running").then_some(r.updated_ms);
+        println!(
+            "{:<14} {:<24} {:<10} {:<26} {}",
+            r.id,
+            r.workflow,
+            r.status,
+            time_of(r.created_ms),
+            took(r.created_ms, end)
+        );
+    }
+    exit::OK
+}
+
+fn run_summary(r: &RunRecord) -> Value {
+    json!({
+        "run_id": r.id, "workflow": r.workflow, "status": r.status,
+        "created": time_of(r.created_ms), "updated": time_of(r.updated_ms),
+        "outputs": r.outputs, "error": r.error,
+    })
+}
+
+fn step_json(s: &StepRecord) -> Value {
+    json!({
+        "path": s.path, "step": s.step, "status": s.status,
+        "started": time_of(s.started_ms), "finished": s.finished_ms.map(time_of),
+        "duration_ms": s.finished_ms.map(|f| f - s.started_ms),
+        "inputs": s.reads, "outputs": s.outputs, "error": s.error,
+        "attempts": s.attempts.iter().map(|a| json!({
+            "attempt": a.n, "status": a.status, "error": a.error,
+            "started": time_of(a.started_ms), "started_ms": a.started_ms,
+            "finished_ms": a.finished_ms, "duration_ms": a.finished_ms.map(|f| f - a.started_ms),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn show(args: ShowArgs) -> i32 {
+    let store = match open_store(&args.store) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let rec = match store.run(&args.run) {
+        Ok(Some(r)) => r,
+        Ok(None) => return fail(format!("there is no run `{}`", args.run)),
+        Err(e) => return fail(e),
+    };
+    let (steps, events) = match (store.steps(&rec.id), store.events(&rec.id)) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    if args.json {
+        let mut v = run_summary(&rec);
+        v["inputs"] = rec.inputs.clone();
+        v["env"] = json!(rec.env);
+        v["configs"] = rec.configs.clone();
+        v["program_hash"] = json!(rec.program_hash);
+        v["steps"] = Value::Array(steps.iter().map(step_json).collect());
+        v["events"] = Value::Array(
+            events
+                .iter()
+                .map(|e| json!({"seq": e.seq, "at": time_of(e.at_ms), "kind": e.kind, "detail": e.detail}))
+                .collect(),
+        );
+        println!("{v}");
+        return exit::OK;
+    }
+    println!("run {}  workflow {}  status {}", rec.id, rec.workflow, rec.status);
+    println!("started {}  program {}", time_of(rec.created_ms), &rec.program_hash[..12.min(rec.program_hash.len())]);
+    if let Some(env) = &rec.env {
+        println!("environment {env}");
+    }
+    println!("inputs {}", rec.inputs);
+    for s in &steps {
+        println!();
+        println!("{:<12} {}  [{}]  {}", s.status, s.step, s.path, took(s.started_ms, s.finished_ms));
+        for a in &s.attempts {
+            let err = a.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+            println!(
+                "    attempt {}  {:<10} {}  {}{err}",
+                a.n,
+                a.status,
+                time_of(a.started_ms),
+                took(a.started_ms, a.finished_ms)
+            );
+        }
+        if let Some(o) = &s.outputs {
+            println!("    outputs {o}");
+        }
+    }
+    println!();
+    match rec.status.as_str() {
+        "completed" => println!("outputs {}", rec.outputs.unwrap_or(Value::Null)),
+        "failed" | "aborted" => println!("error {}", rec.error.unwrap_or(Value::Null)),
+        "suspended" => println!("waiting at {}", rec.waiting.unwrap_or_default()),
+        _ => {}
+    }
+    println!("{} events in the audit log (show --json lists them)", events.len());
+    exit::OK
+}
+
+pub fn subscriptions(args: ListArgs) -> i32 {
+    let store = match open_store(&args.store) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let subs = match store.subscriptions() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        let list: Vec<Value> = subs
+            .iter()
+            .map(|s| json!({"id": s.id, "product": s.product, "customer": s.customer, "state": s.state, "locked_by": s.locked_by, "version": s.version}))
+            .collect();
+        println!("{}", Value::Array(list));
+        return exit::OK;
+    }
+    if subs.is_empty() {
+        println!("no subscriptions");
+        return exit::OK;
+    }
+    println!("{:<38} {:<20} {:<16} {:<14} LOCKED BY", "ID", "PRODUCT", "CUSTOMER", "STATE");
+    for s in &subs {
+        println!(
+            "{:<38} {:<20} {:<16} {:<14} {}",
+            s.id,
+            s.product,
+            s.customer,
+            s.state,
+            s.locked_by.as_deref().unwrap_or("-")
+        );
+    }
+    exit::OK
+}
+
+pub fn subscription(args: SubscriptionArgs) -> i32 {
+    let store = match open_store(&args.store) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let s = match store.subscription(&args.id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return fail(format!("there is no subscription `{}`", args.id)),
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"id": s.id, "product": s.product, "customer": s.customer, "state": s.state, "locked_by": s.locked_by,
+                   "version": s.version, "updated": time_of(s.updated_ms), "fixed": s.value["fixed"], "fields": s.value["fields"]})
+        );
+        return exit::OK;
+    }
+    println!("subscription {}", s.id);
+    println!("  product   {}", s.product);
+    println!("  customer  {}", s.customer);
+    println!("  state     {}", s.state);
+    println!("  locked by {}", s.locked_by.as_deref().unwrap_or("-"));
+    println!("  version   {} (updated {})", s.version, time_of(s.updated_ms));
+    println!("  fixed     {}", s.value["fixed"]);
+    println!("  fields    {}", s.value["fields"]);
+    exit::OK
+}

@@ -1,0 +1,485 @@
+//! Walks a workflow's flow, running each step with its retries, timeout and polling, and
+//! persisting every step's result before anything that depends on it starts.
+//!
+//! Every step execution is stored under a path: the call's stable id, prefixed by the ids of the
+//! enclosing workflow calls and `for` iterations (`provision@4/for2[3]/patch@6`). On resume, a path
+//! with a completed execution is not run again: its stored outputs are used.
+
+use super::error::StepError;
+use super::eval::{self, Ctx, Locals};
+use super::progress::Progress;
+use super::store::Store;
+use crate::diagnostics::Code;
+use crate::ir::{ArgSource, Call, CallTarget, Flow, Param, StepDef, StepKind, Type};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub type State = IndexMap<String, Value>;
+
+/// Why a flow stopped before its end.
+#[derive(Debug)]
+pub enum Halt {
+    /// An input step waits for its outputs.
+    Suspended { path: String, step: String, prompt: Option<String> },
+    /// A step failed permanently (or ran out of attempts).
+    Failed(Failure),
+    /// The store failed; nothing more can be recorded.
+    Store(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub path: String,
+    pub step: String,
+    pub attempt: u32,
+    pub error: StepError,
+}
+
+impl From<super::error::RunError> for Halt {
+    fn from(e: super::error::RunError) -> Halt {
+        Halt::Store(e.to_string())
+    }
+}
+
+pub struct Engine {
+    pub ctx: Arc<Ctx>,
+    pub store: Arc<dyn Store>,
+    pub run_id: String,
+    pub progress: Arc<Progress>,
+}
+
+impl Engine {
+    pub fn flow<'a>(&'a self, f: &'a Flow, prefix: &'a str, state: &'a mut State) -> BoxFuture<'a, Result<(), Halt>> {
+        async move {
+            match f {
+                Flow::Call(c) => {
+                    let writes = self.call(c, prefix, state).await?;
+                    state.extend(writes);
+                }
+                Flow::Seq { items, .. } => {
+                    for it in items {
+                        self.flow(it, prefix, state).await?;
+                    }
+                }
+                Flow::Par { branches, .. } => {
+                    let runs = branches.iter().map(|b| {
+                        let mut st = state.clone();
+                        async move {
+                            let r = self.flow(b, prefix, &mut st).await;
+                            (r, st)
+                        }
+                    });
+                    let results = futures::future::join_all(runs).await;
+                    self.merge(state, results)?;
+                }
+                Flow::Graph { nodes, edges, .. } => self.graph(nodes, edges, prefix, state).await?,
+                Flow::If { cond, then, otherwise, .. } => {
+                    let c = self.flow_expr(cond, state).await?;
+                    if c == json!(true) {
+                        self.flow(then, prefix, state).await?;
+                    } else if let Some(o) = otherwise {
+                        self.flow(o, prefix, state).await?;
+                    }
+                }
+                Flow::For { id, var, iter, limit, body, collects } => {
+                    let xs = match self.flow_expr(iter, state).await? {
+                        Value::Array(xs) => xs,
+                        Value::Null => vec![],
+                        other => vec![other],
+                    };
+                    let results: Vec<(Result<(), Halt>, State)> = futures::stream::iter(xs.into_iter().enumerate())
+                        .map(|(i, x)| {
+                            let mut st = state.clone();
+                            st.insert(var.clone(), x);
+                            let p = format!("{prefix}{id}[{i}]/");
+                            async move {
+                                let r = self.flow(body, &p, &mut st).await;
+                                (r, st)
+                            }
+                        })
+                        .buffered((*limit).max(1) as usize)
+                        .collect()
+                        .await;
+                    let mut lists: IndexMap<String, Vec<Value>> =
+                        collects.iter().map(|k| (k.clone(), vec![])).collect();
+                    let mut halt = None;
+                    for (r, st) in results {
+                        match r {
+                            Ok(()) => {
+                                for (k, list) in lists.iter_mut() {
+                                    list.push(st.get(k).cloned().unwrap_or(Value::Null));
+                                }
+                            }
+                            Err(h) => halt = Some(worse(halt, h)),
+                        }
+                    }
+                    if let Some(h) = halt {
+                        return Err(h);
+                    }
+                    for (k, list) in lists {
+                        state.insert(k, Value::Array(list));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    /// Branches of `&` (and a graph's nodes) start from one state; what each writes is merged.
+    fn merge(&self, state: &mut State, results: Vec<(Result<(), Halt>, State)>) -> Result<(), Halt> {
+        let before = state.clone();
+        let mut halt = None;
+        for (r, st) in results {
+            match r {
+                Ok(()) => {
+                    for (k, v) in st {
+                        if before.get(&k) != Some(&v) {
+                            state.insert(k, v);
+                        }
+                    }
+                }
+                Err(h) => halt = Some(worse(halt, h)),
+            }
+        }
+        halt.map_or(Ok(()), Err)
+    }
+
+    async fn graph(
+        &self,
+        nodes: &[Call],
+        edges: &[(usize, usize)],
+        prefix: &str,
+        state: &mut State,
+    ) -> Result<(), Halt> {
+        let n = nodes.len();
+        let mut done = vec![false; n];
+        let mut started = vec![false; n];
+        let mut running = FuturesUnordered::new();
+        let mut halt: Option<Halt> = None;
+        loop {
+            if halt.is_none() {
+                for i in 0..n {
+                    let ready = edges.iter().filter(|(_, b)| *b == i).all(|(a, _)| done[*a]);
+                    if !started[i] && ready {
+                        started[i] = true;
+                        let snapshot = state.clone();
+                        let node = &nodes[i];
+                        running.push(async move { (i, self.call(node, prefix, &snapshot).await) });
+                    }
+                }
+            }
+            match running.next().await {
+                None => break,
+                Some((i, Ok(writes))) => {
+                    state.extend(writes);
+                    done[i] = true;
+                }
+                Some((_, Err(h))) => halt = Some(worse(halt, h)),
+            }
+        }
+        halt.map_or(Ok(()), Err)
+    }
+
+    /// An expression over the state (an `if` condition, a `for` list, an explicit argument).
+    async fn flow_expr(&self, e: &crate::ir::Expr, state: &State) -> Result<Value, Halt> {
+        let mut locals = Locals::new(state.iter().map(|(k, v)| (k.clone(), v.clone())));
+        eval::eval(&self.ctx, &mut locals, e)
+            .await
+            .map_err(|error| Halt::Failed(Failure { path: String::new(), step: "(flow)".into(), attempt: 0, error }))
+    }
+
+    /// The values of a call's parameters.
+    async fn args(
+        &self,
+        call_args: &[(String, ArgSource)],
+        params: &[Param],
+        state: &State,
+    ) -> Result<State, StepError> {
+        let mut out = State::new();
+        for (name, src) in call_args {
+            let param = params.iter().find(|p| &p.name == name);
+            let default = || async {
+                match param.and_then(|p| p.default.as_ref()) {
+                    Some(d) => eval::eval(&self.ctx, &mut Locals::default(), d).await,
+                    None => Ok(Value::Null),
+                }
+            };
+            let v = match src {
+                ArgSource::Key(k) => state.get(k).cloned().unwrap_or(Value::Null),
+                ArgSource::Expr(e) => {
+                    let mut locals = Locals::new(state.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    eval::eval(&self.ctx, &mut locals, e).await?
+                }
+                ArgSource::Default => default().await?,
+                ArgSource::KeyOrDefault(k) => match state.get(k) {
+                    Some(v) if !v.is_null() => v.clone(),
+                    _ => default().await?,
+                },
+            };
+            out.insert(name.clone(), v);
+        }
+        Ok(out)
+    }
+
+    fn call<'a>(
+        &'a self,
+        c: &'a Call,
+        prefix: &'a str,
+        state: &'a State,
+    ) -> BoxFuture<'a, Result<Vec<(String, Value)>, Halt>> {
+        async move {
+            let path = format!("{prefix}{}", c.id);
+            let program = self.ctx.program.clone();
+            let fail = |step: &str, error: StepError| {
+                Halt::Failed(Failure { path: path.clone(), step: step.to_string(), attempt: 0, error })
+            };
+            match &c.target {
+                CallTarget::Workflow(name) => {
+                    let wf = program
+                        .workflows
+                        .get(name)
+                        .ok_or_else(|| fail(name, StepError::permanent("unknown workflow")))?;
+                    let mut sub = self.args(&c.args, &wf.params, state).await.map_err(|e| fail(name, e.at(c.loc)))?;
+                    self.flow(&wf.flow, &format!("{path}/"), &mut sub).await?;
+                    Ok(c.writes
+                        .iter()
+                        .map(|(key, out)| (key.clone(), sub.get(out).cloned().unwrap_or(Value::Null)))
+                        .collect())
+                }
+                CallTarget::Step(name) => {
+                    let step =
+                        program.steps.get(name).ok_or_else(|| fail(name, StepError::permanent("unknown step")))?;
+                    if let Some(out) = self.store.completed(&self.run_id, &path)? {
+                        self.progress.reused(name);
+                        return Ok(writes(c, &out));
+                    }
+                    let args = self.args(&c.args, &step.params, state).await.map_err(|e| fail(name, e.at(c.loc)))?;
+                    let reads = self.ctx.redactor.value(&json!(args));
+                    let (outputs, attempt) = match &step.kind {
+                        StepKind::Input { prompt } => match self.store.input(&self.run_id, &path)? {
+                            Some(values) => {
+                                self.store.start_attempt(&self.run_id, &path, name, 1, &reads)?;
+                                (values, 1)
+                            }
+                            None => {
+                                let text = match prompt {
+                                    Some(p) => {
+                                        let mut locals = Locals::new(args.clone());
+                                        eval::eval(&self.ctx, &mut locals, p)
+                                            .await
+                                            .ok()
+                                            .and_then(|v| v.as_str().map(str::to_string))
+                                    }
+                                    None => None,
+                                };
+                                self.store.suspend_step(&self.run_id, &path, name, &reads)?;
+                                self.progress.suspended(name, text.as_deref());
+                                return Err(Halt::Suspended { path, step: name.clone(), prompt: text });
+                            }
+                        },
+                        StepKind::Body(_) => self.attempts(step, &path, &args, &reads).await?,
+                    };
+                    let outputs = self.ctx.redactor.value(&outputs);
+                    let mut after = state.clone();
+                    after.extend(writes(c, &outputs));
+                    let compensation = match &step.compensate {
+                        Some(comp) => Some(self.compensation(comp, &after).await.map_err(|e| fail(name, e))?),
+                        None => None,
+                    };
+                    let subs: Vec<Value> = step
+                        .outputs
+                        .iter()
+                        .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
+                        .filter_map(|(k, _)| outputs.get(k).filter(|v| v.is_object()).cloned())
+                        .collect();
+                    self.store.complete_step(
+                        &self.run_id,
+                        &path,
+                        attempt as i64,
+                        &outputs,
+                        compensation.as_ref(),
+                        &subs,
+                    )?;
+                    Ok(writes(c, &outputs))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// The compensating step and its arguments, read by name from the state right after the step.
+    async fn compensation(&self, comp: &str, after: &State) -> Result<Value, StepError> {
+        let Some(cstep) = self.ctx.program.steps.get(comp) else {
+            return Err(StepError::permanent(format!("unknown step `{comp}`")));
+        };
+        let mut args = serde_json::Map::new();
+        for p in &cstep.params {
+            let v = match after.get(&p.name) {
+                Some(v) if !v.is_null() => v.clone(),
+                _ => match &p.default {
+                    Some(d) => eval::eval(&self.ctx, &mut Locals::default(), d).await?,
+                    None => Value::Null,
+                },
+            };
+            args.insert(p.name.clone(), v);
+        }
+        Ok(json!({ "step": comp, "args": args }))
+    }
+
+    /// Runs a step's attempts with its retry policy; gives its outputs and the attempt that
+    /// succeeded.
+    pub async fn attempts(
+        &self,
+        step: &StepDef,
+        path: &str,
+        args: &State,
+        reads: &Value,
+    ) -> Result<(Value, u32), Halt> {
+        let policy = step.retry;
+        let mut n = 1;
+        loop {
+            self.store.start_attempt(&self.run_id, path, &step.name, n as i64, reads)?;
+            self.progress.started(&step.name, n);
+            let started = std::time::Instant::now();
+            match self.attempt(step, path, args).await {
+                Ok(out) => {
+                    self.progress.done(&step.name, started.elapsed());
+                    return Ok((out, n));
+                }
+                Err(mut e) => {
+                    e.loc.get_or_insert(step.loc);
+                    e.message = self.ctx.redactor.text(&e.message);
+                    let last = n >= policy.attempts || !e.retryable;
+                    self.store.fail_attempt(&self.run_id, path, n as i64, &e.message, last)?;
+                    if last {
+                        self.progress.failed(&step.name, n, &e.message);
+                        return Err(Halt::Failed(Failure {
+                            path: path.to_string(),
+                            step: step.name.clone(),
+                            attempt: n,
+                            error: e,
+                        }));
+                    }
+                    let delay = policy.delay_after(n);
+                    self.progress.retrying(&step.name, n, delay, &e.message);
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, step: &StepDef, path: &str, args: &State) -> Result<Value, StepError> {
+        let StepKind::Body(body) = &step.kind else { return Err(StepError::permanent("an input step has no body")) };
+        let mut locals = Locals::new(args.iter().map(|(k, v)| (k.clone(), v.clone())));
+        locals.idempotency_key = idempotency_key(&self.run_id, path);
+        locals.step = step.name.clone();
+        let work = async {
+            match &step.poll {
+                None => eval::eval_body(&self.ctx, &mut locals, body).await,
+                Some(poll) => {
+                    let start = std::time::Instant::now();
+                    loop {
+                        let out = eval::eval_body(&self.ctx, &mut locals, body).await?;
+                        let mut seen = locals.clone();
+                        if let Value::Object(o) = &out {
+                            for (k, v) in o {
+                                seen.push(k, v.clone());
+                            }
+                        }
+                        if eval::eval(&self.ctx, &mut seen, &poll.until).await? == json!(true) {
+                            return Ok(out);
+                        }
+                        if let Some(within) = poll.within_ms {
+                            if start.elapsed().as_millis() as u64 + poll.every_ms > within {
+                                return Err(StepError::coded(
+                                    Code::RunPollTimeout,
+                                    format!(
+                                        "`{}`: the poll condition was not true within {}",
+                                        step.name,
+                                        super::value::format_duration(within)
+                                    ),
+                                ));
+                            }
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(poll.every_ms)).await;
+                    }
+                }
+            }
+        };
+        match step.timeout_ms {
+            Some(ms) => match tokio::time::timeout(std::time::Duration::from_millis(ms), work).await {
+                Ok(r) => r,
+                Err(_) => Err(StepError::retryable(format!(
+                    "the attempt timed out after {}",
+                    super::value::format_duration(ms)
+                ))),
+            },
+            None => work.await,
+        }
+    }
+
+    /// Runs the registered compensations, most recently completed step first, each recorded like a
+    /// step under `compensate:PATH`. Returns the failures (a failed compensation does not stop the
+    /// others).
+    pub async fn compensate(&self) -> Result<Vec<Failure>, Halt> {
+        let mut failures = vec![];
+        for (path, comp) in self.store.compensations(&self.run_id)? {
+            let cpath = format!("compensate:{path}");
+            if self.store.completed(&self.run_id, &cpath)?.is_some() {
+                self.store.mark_compensated(&self.run_id, &path)?;
+                continue;
+            }
+            let name = comp["step"].as_str().unwrap_or_default().to_string();
+            let Some(step) = self.ctx.program.steps.get(&name).cloned() else { continue };
+            let args: State = comp["args"]
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let reads = json!(args);
+            match self.attempts(&step, &cpath, &args, &reads).await {
+                Ok((out, n)) => {
+                    let out = self.ctx.redactor.value(&out);
+                    let subs: Vec<Value> = step
+                        .outputs
+                        .iter()
+                        .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
+                        .filter_map(|(k, _)| out.get(k).filter(|v| v.is_object()).cloned())
+                        .collect();
+                    self.store.complete_step(&self.run_id, &cpath, n as i64, &out, None, &subs)?;
+                    self.store.mark_compensated(&self.run_id, &path)?;
+                }
+                Err(Halt::Failed(f)) => failures.push(f),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(failures)
+    }
+}
+
+fn writes(c: &Call, outputs: &Value) -> Vec<(String, Value)> {
+    c.writes.iter().map(|(key, out)| (key.clone(), outputs.get(out).cloned().unwrap_or(Value::Null))).collect()
+}
+
+/// A failure outranks a suspension: a run with a failed branch is failed.
+fn worse(current: Option<Halt>, new: Halt) -> Halt {
+    match (current, new) {
+        (None, h) => h,
+        (Some(Halt::Store(s)), _) | (_, Halt::Store(s)) => Halt::Store(s),
+        (Some(f @ Halt::Failed(_)), _) => f,
+        (Some(Halt::Suspended { .. }), f @ Halt::Failed(_)) => f,
+        (Some(s), _) => s,
+    }
+}
+
+/// The same for every attempt of one step call in one run.
+pub fn idempotency_key(run: &str, path: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{run}/{path}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,632 @@
+//! Expressions of the checked IR, and every built-in of the brief (§5).
+
+use super::error::StepError;
+use super::value::{self, conform, conversion_error, is_subscription, to_text, values_equal, Redactor};
+use crate::diagnostics::Code;
+use crate::ir::{self, Builtin, Expr, ExprKind as K, HttpMethod, InterpPart, Literal, Program, Type};
+use crate::syntax::ast::{BinaryOp, UnaryOp};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What every expression of a run can see.
+pub struct Ctx {
+    pub program: Arc<Program>,
+    pub configs: HashMap<String, Value>,
+    pub secrets: HashMap<String, String>,
+    pub redactor: Redactor,
+    /// `run`: `{ id, workflow, env }`.
+    pub run: Value,
+    pub http: reqwest::Client,
+    /// Where `log(...)` lines go (already redacted).
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Local names: parameters, `let` bindings, loop variables (or, in flow expressions, state keys),
+/// and the step call's idempotency key.
+#[derive(Clone, Default)]
+pub struct Locals {
+    vars: Vec<(String, Value)>,
+    pub idempotency_key: String,
+    /// Which step is running, for `log` lines.
+    pub step: String,
+}
+
+impl Locals {
+    pub fn new(vars: impl IntoIterator<Item = (String, Value)>) -> Locals {
+        Locals { vars: vars.into_iter().collect(), ..Default::default() }
+    }
+    pub fn push(&mut self, name: &str, v: Value) {
+        self.vars.push((name.to_string(), v));
+    }
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.vars.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+    fn len(&self) -> usize {
+        self.vars.len()
+    }
+    fn truncate(&mut self, n: usize) {
+        self.vars.truncate(n)
+    }
+}
+
+pub fn eval<'a>(ctx: &'a Ctx, locals: &'a mut Locals, e: &'a Expr) -> BoxFuture<'a, Result<Value, StepError>> {
+    async move { eval_inner(ctx, locals, e).await.map_err(|err| err.at(e.loc)) }.boxed()
+}
+
+async fn eval_block(ctx: &Ctx, locals: &mut Locals, b: &ir::Block) -> Result<Value, StepError> {
+    let mark = locals.len();
+    for s in &b.stmts {
+        match s {
+            ir::Stmt::Let { name, value } => {
+                let v = eval(ctx, locals, value).await?;
+                locals.push(name, v);
+            }
+            ir::Stmt::Expr(x) => {
+                eval(ctx, locals, x).await?;
+            }
+        }
+    }
+    let r = eval(ctx, locals, &b.result).await;
+    locals.truncate(mark);
+    r
+}
+
+/// Evaluates a step body (a block) with the given locals.
+pub async fn eval_body(ctx: &Ctx, locals: &mut Locals, b: &ir::Block) -> Result<Value, StepError> {
+    eval_block(ctx, locals, b).await
+}
+
+async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, StepError> {
+    Ok(match &e.kind {
+        K::Lit(l) => match l {
+            Literal::None => Value::Null,
+            Literal::Bool(b) => json!(b),
+            Literal::Int(i) => json!(i),
+            Literal::Float(f) => json!(f),
+            Literal::Str(s) => json!(s),
+            Literal::Duration(d) => json!(d),
+        },
+        K::Interp(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match p {
+                    InterpPart::Text(t) => out.push_str(t),
+                    InterpPart::Expr(x) => {
+                        let v = eval(ctx, locals, x).await?;
+                        out.push_str(&to_text(&v, &x.ty));
+                    }
+                }
+            }
+            Value::String(out)
+        }
+        K::Local(name) => locals.get(name).cloned().unwrap_or(Value::Null),
+        K::Config(name) => ctx.configs.get(name).cloned().unwrap_or(Value::Null),
+        K::Secret(name) => ctx.secrets.get(name).map(|s| json!(s)).unwrap_or(Value::Null),
+        K::Run => ctx.run.clone(),
+        K::EnumValue { variant, .. } => json!(variant),
+        K::Record(fields) => {
+            let mut m = Map::new();
+            for (k, x) in fields {
+                let v = eval(ctx, locals, x).await?;
+                m.insert(k.clone(), v);
+            }
+            Value::Object(m)
+        }
+        K::List(xs) => {
+            let mut out = vec![];
+            for x in xs {
+                out.push(eval(ctx, locals, x).await?);
+            }
+            Value::Array(out)
+        }
+        K::Field(base, f) => {
+            let b = eval(ctx, locals, base).await?;
+            field(&b, f)
+        }
+        K::Index(base, i) => {
+            let b = eval(ctx, locals, base).await?;
+            let i = eval(ctx, locals, i).await?;
+            match (&b, &i) {
+                (Value::Array(xs), Value::Number(n)) => {
+                    let n = n.as_i64().unwrap_or(-1);
+                    let idx = if n < 0 { xs.len() as i64 + n } else { n };
+                    match xs.get(idx as usize).filter(|_| idx >= 0) {
+                        Some(v) => v.clone(),
+                        None if base.ty == Type::Json => Value::Null,
+                        None => {
+                            return Err(StepError::permanent(format!(
+                                "index {n} is out of range for a list of {}",
+                                xs.len()
+                            )))
+                        }
+                    }
+                }
+                (Value::Object(o), Value::String(k)) => match o.get(k) {
+                    Some(v) => v.clone(),
+                    None if base.ty == Type::Json => Value::Null,
+                    None => return Err(StepError::permanent(format!("the map has no key {k:?}"))),
+                },
+                (Value::Null, _) | (_, Value::Null) => Value::Null,
+                _ => Value::Null,
+            }
+        }
+        K::Unary(op, x) => {
+            let v = eval(ctx, locals, x).await?;
+            match (op, &v) {
+                (UnaryOp::Not, Value::Bool(b)) => json!(!b),
+                (UnaryOp::Neg, Value::Number(n)) if n.is_i64() => json!(-n.as_i64().unwrap_or(0)),
+                (UnaryOp::Neg, Value::Number(n)) => json!(-n.as_f64().unwrap_or(0.0)),
+                _ => return Err(StepError::permanent(format!("cannot apply `{op:?}` to {}", value::describe(&v)))),
+            }
+        }
+        K::Binary(op, a, b) => binary(ctx, locals, *op, a, b, &e.ty).await?,
+        K::If { cond, then, otherwise } => {
+            let c = eval(ctx, locals, cond).await?;
+            if c == json!(true) {
+                eval_block(ctx, locals, then).await?
+            } else if let Some(o) = otherwise {
+                eval_block(ctx, locals, o).await?
+            } else {
+                Value::Null
+            }
+        }
+        K::For { var, iter, filter, body } => {
+            let xs = match eval(ctx, locals, iter).await? {
+                Value::Array(xs) => xs,
+                Value::Null => vec![],
+                other => {
+                    return Err(StepError::permanent(format!("`for` needs a list, found {}", value::describe(&other))))
+                }
+            };
+            let mut out = vec![];
+            for x in xs {
+                let mark = locals.len();
+                locals.push(var, x);
+                let keep = match filter {
+                    Some(f) => eval(ctx, locals, f).await? == json!(true),
+                    None => true,
+                };
+                if keep {
+                    out.push(eval_block(ctx, locals, body).await?);
+                }
+                locals.truncate(mark);
+            }
+            Value::Array(out)
+        }
+        K::With { base, updates } => {
+            let mut v = eval(ctx, locals, base).await?;
+            let sub = is_subscription(&v);
+            for (path, x) in updates {
+                let nv = eval(ctx, locals, x).await?;
+                let target = if sub { &mut v["fields"] } else { &mut v };
+                set_path(target, path, nv);
+            }
+            v
+        }
+        K::As(x, ty) => {
+            let v = eval(ctx, locals, x).await?;
+            conform(&v, ty, &ctx.program).map_err(|m| conversion_error(format!("`as {ty}`: {m}")))?
+        }
+        K::NewSubscription { product, customer, fields } => {
+            let def = ctx
+                .program
+                .products
+                .get(product)
+                .ok_or_else(|| StepError::permanent(format!("unknown product `{product}`")))?;
+            let initial =
+                ctx.program.lifecycles.get(&def.lifecycle).map(|l| l.initial().to_string()).unwrap_or_default();
+            let customer = eval(ctx, locals, customer).await?;
+            let mut fixed = Map::new();
+            for (k, (_, x)) in &def.fixed {
+                let v = eval(ctx, locals, x).await?;
+                fixed.insert(k.clone(), v);
+            }
+            let mut fs = Map::new();
+            for k in def.fields.keys() {
+                fs.insert(k.clone(), Value::Null);
+            }
+            for (k, x) in fields {
+                let v = eval(ctx, locals, x).await?;
+                fs.insert(k.clone(), v);
+            }
+            // Blocks given as records get every field, `none` where not given.
+            for (k, fd) in &def.fields {
+                if let (Type::Block(b), Some(Value::Object(o))) = (fd.ty.unwrap_optional(), fs.get_mut(k)) {
+                    if let Some(bd) = ctx.program.blocks.get(b) {
+                        for bk in bd.fields.keys() {
+                            o.entry(bk.clone()).or_insert(Value::Null);
+                        }
+                    }
+                }
+            }
+            json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "customer": customer,
+                "product": product,
+                "state": initial,
+                "fixed": fixed,
+                "fields": fs,
+            })
+        }
+        K::Transition { sub, state } => {
+            let mut v = eval(ctx, locals, sub).await?;
+            let product = v["product"].as_str().unwrap_or_default().to_string();
+            let missing = missing_fields(&ctx.program, &product, &v["fields"], state);
+            if !missing.is_empty() {
+                return Err(StepError::coded(
+                    Code::RunLifecycleFields,
+                    format!("`{product}` cannot enter state `{state}`: {} must be set first", missing.join(", ")),
+                ));
+            }
+            v["state"] = json!(state);
+            v
+        }
+        K::Builtin { func, args } => builtin(ctx, locals, *func, args, e).await?,
+    })
+}
+
+/// Fields required in `state` and not set (`node.loopback` for a block's field).
+pub fn missing_fields(program: &Program, product: &str, fields: &Value, state: &str) -> Vec<String> {
+    let mut missing = vec![];
+    let Some(def) = program.products.get(product) else { return missing };
+    let required =
+        |ty: &Type, when: &[String]| if when.is_empty() { !ty.is_optional() } else { when.iter().any(|w| w == state) };
+    for (k, fd) in &def.fields {
+        let v = &fields[k];
+        if required(&fd.ty, &fd.when) && v.is_null() {
+            missing.push(format!("`{k}`"));
+            continue;
+        }
+        if let (Type::Block(b), Value::Object(o)) = (fd.ty.unwrap_optional(), v) {
+            if let Some(bd) = program.blocks.get(b) {
+                for (bk, bf) in &bd.fields {
+                    if required(&bf.ty, &bf.when) && o.get(bk).is_none_or(Value::is_null) {
+                        missing.push(format!("`{k}.{bk}`"));
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+fn field(b: &Value, f: &str) -> Value {
+    if is_subscription(b) {
+        return match f {
+            "id" | "customer" | "state" => b[f].clone(),
+            _ => b["fixed"].get(f).or_else(|| b["fields"].get(f)).cloned().unwrap_or(Value::Null),
+        };
+    }
+    b.get(f).cloned().unwrap_or(Value::Null)
+}
+
+fn set_path(v: &mut Value, path: &[String], nv: Value) {
+    match path {
+        [] => *v = nv,
+        [first, rest @ ..] => {
+            if !v.is_object() {
+                *v = Value::Object(Map::new());
+            }
+            let slot = v.as_object_mut().expect("an object").entry(first.clone()).or_insert(Value::Null);
+            set_path(slot, rest, nv);
+        }
+    }
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+async fn binary(
+    ctx: &Ctx,
+    locals: &mut Locals,
+    op: BinaryOp,
+    a: &Expr,
+    b: &Expr,
+    ty: &Type,
+) -> Result<Value, StepError> {
+    let l = eval(ctx, locals, a).await?;
+    match op {
+        BinaryOp::And if l == json!(false) => return Ok(json!(false)),
+        BinaryOp::Or if l == json!(true) => return Ok(json!(true)),
+        BinaryOp::Coalesce if !l.is_null() => return Ok(l),
+        _ => {}
+    }
+    let r = eval(ctx, locals, b).await?;
+    let int_result = *ty == Type::Int || *ty == Type::Duration;
+    let arith = |f: fn(f64, f64) -> f64, i: fn(i64, i64) -> Option<i64>| -> Result<Value, StepError> {
+        match (num(&l), num(&r)) {
+            (Some(x), Some(y)) if int_result => match (l.as_i64(), r.as_i64()) {
+                (Some(x), Some(y)) => i(x, y).map(|v| json!(v)).ok_or_else(|| {
+                    StepError::permanent(format!(
+                        "arithmetic overflow or division by zero in `{x} {} {y}`",
+                        op.symbol()
+                    ))
+                }),
+                _ => Ok(json!(f(x, y) as i64)),
+            },
+            (Some(x), Some(y)) => Ok(json!(f(x, y))),
+            _ => Err(StepError::permanent(format!(
+                "`{}` needs numbers, found {} and {}",
+                op.symbol(),
+                value::describe(&l),
+                value::describe(&r)
+            ))),
+        }
+    };
+    Ok(match op {
+        BinaryOp::Coalesce | BinaryOp::And | BinaryOp::Or => r,
+        BinaryOp::Add => match (&l, &r) {
+            (Value::String(x), Value::String(y)) => json!(format!("{x}{y}")),
+            (Value::Array(x), Value::Array(y)) => Value::Array(x.iter().chain(y).cloned().collect()),
+            _ => arith(|x, y| x + y, i64::checked_add)?,
+        },
+        BinaryOp::Sub => arith(|x, y| x - y, i64::checked_sub)?,
+        BinaryOp::Mul => arith(|x, y| x * y, i64::checked_mul)?,
+        BinaryOp::Div => {
+            if num(&r) == Some(0.0) {
+                return Err(StepError::permanent("division by zero"));
+            }
+            arith(|x, y| x / y, i64::checked_div)?
+        }
+        BinaryOp::Rem => {
+            if num(&r) == Some(0.0) {
+                return Err(StepError::permanent("division by zero"));
+            }
+            arith(|x, y| x % y, i64::checked_rem)?
+        }
+        BinaryOp::Eq => json!(values_equal(&l, &r)),
+        BinaryOp::Ne => json!(!values_equal(&l, &r)),
+        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            let ord = match (&l, &r) {
+                (Value::String(x), Value::String(y)) => x.partial_cmp(y),
+                _ => num(&l).zip(num(&r)).and_then(|(x, y)| x.partial_cmp(&y)),
+            };
+            let Some(ord) = ord else {
+                return Err(StepError::permanent(format!(
+                    "cannot compare {} and {}",
+                    value::describe(&l),
+                    value::describe(&r)
+                )));
+            };
+            json!(match op {
+                BinaryOp::Lt => ord.is_lt(),
+                BinaryOp::Le => ord.is_le(),
+                BinaryOp::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            })
+        }
+    })
+}
+
+fn str_arg(v: &Option<Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+async fn builtin(
+    ctx: &Ctx,
+    locals: &mut Locals,
+    func: Builtin,
+    args: &[Option<Expr>],
+    call: &Expr,
+) -> Result<Value, StepError> {
+    let mut vals: Vec<Option<Value>> = vec![];
+    for a in args {
+        vals.push(match a {
+            Some(x) => Some(eval(ctx, locals, x).await?),
+            None => None,
+        });
+    }
+    let arg_ty = |i: usize| args.get(i).and_then(|a| a.as_ref()).map(|a| a.ty.clone()).unwrap_or(Type::Json);
+    let s = |i: usize| str_arg(&vals[i]);
+    Ok(match func {
+        Builtin::Http(method) => http(ctx, method, &vals).await?,
+        Builtin::Exec => exec(ctx, &vals).await?,
+        Builtin::Sleep => {
+            let ms = vals[0].as_ref().and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            json!({})
+        }
+        Builtin::Now => json!(time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()),
+        Builtin::Uuid => json!(uuid::Uuid::new_v4().to_string()),
+        Builtin::Log => {
+            let text = vals[0].as_ref().map(|v| to_text(v, &arg_ty(0))).unwrap_or_default();
+            (ctx.log)(&format!("{}: {}", locals.step, ctx.redactor.text(&text)));
+            json!({})
+        }
+        Builtin::Fail => {
+            let retryable = vals[1].as_ref().and_then(Value::as_bool).unwrap_or(false);
+            let msg = ctx.redactor.text(&s(0));
+            return Err(StepError { message: msg, retryable, code: None, loc: Some(call.loc) });
+        }
+        Builtin::IdempotencyKey => json!(locals.idempotency_key),
+        Builtin::Len => json!(match &vals[0] {
+            Some(Value::String(x)) => x.chars().count(),
+            Some(Value::Array(x)) => x.len(),
+            Some(Value::Object(x)) => x.len(),
+            _ => 0,
+        }),
+        Builtin::Upper => json!(s(0).to_uppercase()),
+        Builtin::Lower => json!(s(0).to_lowercase()),
+        Builtin::Trim => json!(s(0).trim()),
+        Builtin::Split => {
+            let (x, sep) = (s(0), s(1));
+            if sep.is_empty() {
+                json!(x.chars().map(|c| c.to_string()).collect::<Vec<_>>())
+            } else {
+                json!(x.split(sep.as_str()).collect::<Vec<_>>())
+            }
+        }
+        Builtin::Join => {
+            let xs: Vec<String> = match &vals[0] {
+                Some(Value::Array(xs)) => xs.iter().map(|x| to_text(x, &Type::Str)).collect(),
+                _ => vec![],
+            };
+            json!(xs.join(&s(1)))
+        }
+        Builtin::Replace => json!(s(0).replace(&s(1), &s(2))),
+        Builtin::Contains => json!(match (&vals[0], &vals[1]) {
+            (Some(Value::String(h)), Some(Value::String(n))) => h.contains(n.as_str()),
+            (Some(Value::Array(xs)), Some(x)) => xs.iter().any(|y| values_equal(x, y)),
+            (Some(Value::Object(o)), Some(Value::String(k))) => o.contains_key(k),
+            _ => false,
+        }),
+        Builtin::StartsWith => json!(s(0).starts_with(&s(1))),
+        Builtin::EndsWith => json!(s(0).ends_with(&s(1))),
+        Builtin::Range => {
+            let a = vals[0].as_ref().and_then(Value::as_i64).unwrap_or(0);
+            let (lo, hi) = match vals[1].as_ref().and_then(Value::as_i64) {
+                Some(b) => (a, b),
+                None => (0, a),
+            };
+            if hi - lo > 10_000_000 {
+                return Err(StepError::permanent(format!("range({lo}, {hi}) is too long")));
+            }
+            json!((lo..hi).collect::<Vec<_>>())
+        }
+        Builtin::Keys => json!(match &vals[0] {
+            Some(Value::Object(o)) => o.keys().cloned().collect::<Vec<_>>(),
+            _ => vec![],
+        }),
+        Builtin::Str => json!(vals[0].as_ref().map(|v| to_text(v, &arg_ty(0))).unwrap_or_default()),
+        Builtin::Int => match &vals[0] {
+            Some(Value::Number(n)) => json!(n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64)),
+            Some(Value::String(x)) => json!(x
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| StepError::permanent(format!("int: {x:?} is not a whole number")))?),
+            Some(Value::Bool(b)) => json!(*b as i64),
+            other => {
+                return Err(StepError::permanent(format!(
+                    "int: cannot convert {}",
+                    other.as_ref().map_or("nothing".into(), value::describe)
+                )))
+            }
+        },
+        Builtin::Float => match &vals[0] {
+            Some(Value::Number(n)) => json!(n.as_f64().unwrap_or(0.0)),
+            Some(Value::String(x)) => json!(x
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| StepError::permanent(format!("float: {x:?} is not a number")))?),
+            other => {
+                return Err(StepError::permanent(format!(
+                    "float: cannot convert {}",
+                    other.as_ref().map_or("nothing".into(), value::describe)
+                )))
+            }
+        },
+        Builtin::JsonParse => {
+            let text = s(0);
+            serde_json::from_str(&text).map_err(|e| StepError::permanent(format!("json_parse: {e}")))?
+        }
+        Builtin::ToJson => json!(vals[0].as_ref().unwrap_or(&Value::Null).to_string()),
+        Builtin::Env => match std::env::var(s(0)) {
+            Ok(v) => json!(v),
+            Err(_) => match &vals[1] {
+                Some(Value::String(d)) => json!(d),
+                _ => return Err(StepError::permanent(format!("env: `{}` is not set and has no default", s(0)))),
+            },
+        },
+    })
+}
+
+fn str_map(v: &Option<Value>) -> Vec<(String, String)> {
+    match v {
+        Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.clone(), to_text(v, &Type::Str))).collect(),
+        _ => vec![],
+    }
+}
+
+async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<Value, StepError> {
+    let url = str_arg(&vals[0]);
+    let m = match method {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+        HttpMethod::Delete => reqwest::Method::DELETE,
+    };
+    let mut req = ctx.http.request(m.clone(), &url);
+    if let Some(body) = vals[1].as_ref().filter(|v| !v.is_null()) {
+        req = req.json(body);
+    }
+    for (k, v) in str_map(&vals[2]) {
+        req = req.header(k, v);
+    }
+    if let Some(ms) = vals[3].as_ref().and_then(Value::as_u64) {
+        req = req.timeout(std::time::Duration::from_millis(ms));
+    }
+    let shown = ctx.redactor.text(&url);
+    let resp = req.send().await.map_err(|e| StepError::retryable(ctx.redactor.text(&format!("{m} {shown}: {e}"))))?;
+    let status = resp.status().as_u16();
+    let mut headers = Map::new();
+    for (k, v) in resp.headers() {
+        headers.insert(k.to_string(), json!(ctx.redactor.text(v.to_str().unwrap_or_default())));
+    }
+    let body = resp.text().await.map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {e}")))?;
+    let body = ctx.redactor.text(&body);
+    if status == 429 || status >= 500 {
+        return Err(StepError::retryable(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
+    }
+    if status >= 400 {
+        return Err(StepError::permanent(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
+    }
+    let json_body = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok(json!({ "status": status, "headers": headers, "body": body, "json": json_body }))
+}
+
+fn snippet(s: &str) -> String {
+    let t: String = s.chars().take(200).collect();
+    t.trim().to_string()
+}
+
+async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
+    let program = str_arg(&vals[0]);
+    let args: Vec<String> = match &vals[1] {
+        Some(Value::Array(xs)) => xs.iter().map(|x| to_text(x, &Type::Str)).collect(),
+        _ => vec![],
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args).kill_on_drop(true);
+    for (k, v) in str_map(&vals[2]) {
+        cmd.env(k, v);
+    }
+    if let Some(Value::String(cwd)) = &vals[3] {
+        cmd.current_dir(cwd);
+    }
+    let stdin = match &vals[4] {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let check = vals[5].as_ref().and_then(Value::as_bool).unwrap_or(true);
+    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
+    if let Some(input) = stdin {
+        if let Some(mut pipe) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(input.as_bytes()).await;
+        }
+    }
+    let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
+    let code = out.status.code().unwrap_or(-1);
+    let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));
+    let stderr = ctx.redactor.text(&String::from_utf8_lossy(&out.stderr));
+    if check && code != 0 {
+        return Err(StepError::permanent(format!(
+            "exec {program} exited with {code}: {}",
+            snippet(if stderr.trim().is_empty() { &stdout } else { &stderr })
+        )));
+    }
+    Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
+}

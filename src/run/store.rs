@@ -1,0 +1,667 @@
+//! The store: runs, step executions with their attempts, resume inputs, subscriptions and an
+//! append-only event log. `Store` is the small interface the interpreter needs (a PostgreSQL
+//! backend for many workers can implement it later); `SqliteStore` is the default, embedded one.
+
+use super::error::RunError;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Mutex;
+
+pub type Result<T> = std::result::Result<T, RunError>;
+
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub status: String,
+    pub inputs: Value,
+    pub outputs: Option<Value>,
+    pub error: Option<Value>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// The checked program, as JSON (`ir::Program`), and its hash.
+    pub program: String,
+    pub program_hash: String,
+    pub env: Option<String>,
+    /// Config values the run was started with.
+    pub configs: Value,
+    pub secret_names: Vec<String>,
+    pub owner: Option<String>,
+    pub heartbeat_ms: i64,
+    /// Path of the input step a suspended run waits on.
+    pub waiting: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub id: String,
+    pub workflow: String,
+    pub inputs: Value,
+    pub program: String,
+    pub program_hash: String,
+    pub env: Option<String>,
+    pub configs: Value,
+    pub secret_names: Vec<String>,
+    pub owner: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    pub path: String,
+    pub step: String,
+    /// `running`, `completed`, `failed`, `suspended`, `compensated`.
+    pub status: String,
+    pub reads: Value,
+    pub outputs: Option<Value>,
+    pub error: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub n: i64,
+    pub status: String,
+    pub error: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub product: String,
+    pub customer: String,
+    pub state: String,
+    /// The whole subscription value (see `run::value`).
+    pub value: Value,
+    pub locked_by: Option<String>,
+    pub version: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub run_id: String,
+    pub at_ms: i64,
+    pub kind: String,
+    pub detail: Value,
+}
+
+/// Everything the interpreter and the commands need from a store.
+pub trait Store: Send + Sync {
+    fn create_run(&self, run: &NewRun) -> Result<()>;
+    /// A run by id or unique id prefix.
+    fn run(&self, id: &str) -> Result<Option<RunRecord>>;
+    fn runs(&self) -> Result<Vec<RunRecord>>;
+    fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        outputs: Option<&Value>,
+        error: Option<&Value>,
+        waiting: Option<&str>,
+    ) -> Result<()>;
+    /// Takes the run for `owner` when nobody else holds it: no owner, the same owner, or an owner
+    /// whose heartbeat is older than `stale_ms` or whose process is gone (`alive` says).
+    fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        stale_ms: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<std::result::Result<(), String>>;
+    fn heartbeat(&self, id: &str, owner: &str) -> Result<()>;
+    fn release(&self, id: &str, owner: &str) -> Result<()>;
+    /// The outputs of a completed step execution.
+    fn completed(&self, run: &str, path: &str) -> Result<Option<Value>>;
+    /// Records that attempt `n` starts (committed before the attempt runs).
+    fn start_attempt(&self, run: &str, path: &str, step: &str, n: i64, reads: &Value) -> Result<()>;
+    fn fail_attempt(&self, run: &str, path: &str, n: i64, error: &str, permanent: bool) -> Result<()>;
+    /// The step's outputs, its completion, the compensation it registers and the subscriptions it
+    /// returns, in one transaction.
+    fn complete_step(
+        &self,
+        run: &str,
+        path: &str,
+        n: i64,
+        outputs: &Value,
+        compensation: Option<&Value>,
+        subscriptions: &[Value],
+    ) -> Result<()>;
+    fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
+    fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
+    fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
+    /// Registered compensations of completed steps, most recently completed first.
+    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>>;
+    fn mark_compensated(&self, run: &str, path: &str) -> Result<()>;
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>>;
+    fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
+    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>>;
+    /// Locks a subscription for a run; `Err(holder)` when another run holds it.
+    fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>>;
+    fn release_locks(&self, run: &str) -> Result<()>;
+    fn event(&self, run: &str, kind: &str, detail: &Value) -> Result<()>;
+    fn events(&self, run: &str) -> Result<Vec<EventRecord>>;
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The schema, one entry per version; a store at version N runs the entries after N.
+const MIGRATIONS: &[&str] = &[
+    // 1
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+        inputs TEXT NOT NULL, outputs TEXT, error TEXT,
+        created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+        program TEXT NOT NULL, program_hash TEXT NOT NULL,
+        env TEXT, configs TEXT NOT NULL, secret_names TEXT NOT NULL,
+        owner TEXT, heartbeat_ms INTEGER NOT NULL DEFAULT 0, waiting TEXT);
+     CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs(id), path TEXT NOT NULL, step TEXT NOT NULL,
+        status TEXT NOT NULL, reads TEXT NOT NULL, outputs TEXT, compensation TEXT, error TEXT,
+        started_ms INTEGER NOT NULL, finished_ms INTEGER, seq INTEGER,
+        PRIMARY KEY (run_id, path));
+     CREATE TABLE attempts (
+        run_id TEXT NOT NULL, path TEXT NOT NULL, n INTEGER NOT NULL, status TEXT NOT NULL,
+        error TEXT, started_ms INTEGER NOT NULL, finished_ms INTEGER,
+        PRIMARY KEY (run_id, path, n));
+     CREATE TABLE inputs (
+        run_id TEXT NOT NULL, path TEXT NOT NULL, vals TEXT NOT NULL, given_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, path));
+     CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY, product TEXT NOT NULL, customer TEXT NOT NULL, state TEXT NOT NULL,
+        value TEXT NOT NULL, locked_by TEXT, version INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+     CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL, detail TEXT NOT NULL);
+     CREATE INDEX events_by_run ON events(run_id, seq);",
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, migrating an older schema. A store with a
+    /// newer or unknown schema is refused and left untouched.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RunError::Store(format!("cannot create `{}`: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| RunError::Store(format!("cannot open the store `{}`: {e}", path.display())))?;
+        Self::init(conn, &path.display().to_string())
+    }
+
+    /// A store that lives in memory, for the REPL and tests.
+    pub fn in_memory() -> Result<SqliteStore> {
+        Self::init(Connection::open_in_memory()?, ":memory:")
+    }
+
+    fn init(conn: Connection, name: &str) -> Result<SqliteStore> {
+        let not_a_store = |e: rusqlite::Error| RunError::Store(format!("`{name}` is not an orch store: {e}"));
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_a_store)?;
+        let latest = MIGRATIONS.len() as i64;
+        if version > latest {
+            return Err(RunError::Store(format!(
+                "the store `{name}` has schema version {version}, written by a newer orchc; this orchc reads versions up to {latest} and leaves it untouched"
+            )));
+        }
+        if version == 0 {
+            let tables: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+                .map_err(not_a_store)?;
+            if tables > 0 {
+                return Err(RunError::Store(format!(
+                    "`{name}` is a SQLite database but not an orch store; it is left untouched"
+                )));
+            }
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn json_col(s: Option<String>) -> Option<Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        status: r.get(2)?,
+        inputs: json_col(r.get(3)?).unwrap_or(Value::Null),
+        outputs: json_col(r.get(4)?),
+        error: json_col(r.get(5)?),
+        created_ms: r.get(6)?,
+        updated_ms: r.get(7)?,
+        program: r.get(8)?,
+        program_hash: r.get(9)?,
+        env: r.get(10)?,
+        configs: json_col(r.get(11)?).unwrap_or(Value::Null),
+        secret_names: json_col(r.get(12)?).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        owner: r.get(13)?,
+        heartbeat_ms: r.get(14)?,
+        waiting: r.get(15)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, workflow, status, inputs, outputs, error, created_ms, updated_ms, program, program_hash, env, configs, secret_names, owner, heartbeat_ms, waiting";
+
+fn sub_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
+    Ok(SubscriptionRecord {
+        id: r.get(0)?,
+        product: r.get(1)?,
+        customer: r.get(2)?,
+        state: r.get(3)?,
+        value: json_col(r.get(4)?).unwrap_or(Value::Null),
+        locked_by: r.get(5)?,
+        version: r.get(6)?,
+        updated_ms: r.get(7)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn create_run(&self, run: &NewRun) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, 'running', ?3, NULL, NULL, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?4, NULL)"),
+            params![
+                run.id,
+                run.workflow,
+                run.inputs.to_string(),
+                now,
+                run.program,
+                run.program_hash,
+                run.env,
+                run.configs.to_string(),
+                serde_json::to_string(&run.secret_names).unwrap_or_default(),
+                run.owner
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'run_started', ?3)",
+            params![run.id, now, serde_json::json!({"workflow": run.workflow, "inputs": run.inputs}).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id = ?1 DESC LIMIT 2"
+        ))?;
+        let rows: Vec<RunRecord> =
+            stmt.query_map(params![id, format!("{id}%")], run_from_row)?.collect::<rusqlite::Result<_>>()?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.into_iter().next()),
+            _ if rows[0].id == id => Ok(rows.into_iter().next()),
+            _ => Err(RunError::Usage(format!("`{id}` matches several runs; give more of the id"))),
+        }
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_ms, id"))?;
+        let rows = stmt.query_map([], run_from_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        outputs: Option<&Value>,
+        error: Option<&Value>,
+        waiting: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, waiting = ?5, updated_ms = ?6 WHERE id = ?1",
+            params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
+        )?;
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                id,
+                now,
+                format!("run_{status}"),
+                serde_json::json!({"outputs": outputs, "error": error, "waiting": waiting}).to_string()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        stale_ms: i64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<std::result::Result<(), String>> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        let (current, beat): (Option<String>, i64) =
+            tx.query_row("SELECT owner, heartbeat_ms FROM runs WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let now = now_ms();
+        if let Some(cur) = &current {
+            if cur != owner && now - beat < stale_ms && alive(cur) {
+                return Ok(Err(cur.clone()));
+            }
+        }
+        tx.execute("UPDATE runs SET owner = ?2, heartbeat_ms = ?3 WHERE id = ?1", params![id, owner, now])?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    fn heartbeat(&self, id: &str, owner: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE runs SET heartbeat_ms = ?3 WHERE id = ?1 AND owner = ?2", params![id, owner, now_ms()])?;
+        Ok(())
+    }
+
+    fn release(&self, id: &str, owner: &str) -> Result<()> {
+        self.conn().execute("UPDATE runs SET owner = NULL WHERE id = ?1 AND owner = ?2", params![id, owner])?;
+        Ok(())
+    }
+
+    fn completed(&self, run: &str, path: &str) -> Result<Option<Value>> {
+        let conn = self.conn();
+        let out: Option<Option<String>> = conn
+            .query_row(
+                "SELECT outputs FROM steps WHERE run_id = ?1 AND path = ?2 AND status = 'completed'",
+                params![run, path],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(out.map(|o| json_col(o).unwrap_or(Value::Null)))
+    }
+
+    fn start_attempt(&self, run: &str, path: &str, step: &str, n: i64, reads: &Value) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
+             ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
+            params![run, path, step, reads.to_string(), now],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![run, path, n, now],
+        )?;
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
+            params![run, now, serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn fail_attempt(&self, run: &str, path: &str, n: i64, error: &str, permanent: bool) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
+            params![run, path, n, error, now],
+        )?;
+        if permanent {
+            tx.execute(
+                "UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2",
+                params![run, path, error, now],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)",
+            params![
+                run,
+                now,
+                serde_json::json!({"path": path, "attempt": n, "error": error, "permanent": permanent}).to_string()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn complete_step(
+        &self,
+        run: &str,
+        path: &str,
+        n: i64,
+        outputs: &Value,
+        compensation: Option<&Value>,
+        subscriptions: &[Value],
+    ) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        let seq: i64 =
+            tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1", params![run], |r| r.get(0))?;
+        tx.execute(
+            "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
+            params![run, path, n, now],
+        )?;
+        tx.execute(
+            "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
+             WHERE run_id = ?1 AND path = ?2",
+            params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq],
+        )?;
+        for sub in subscriptions {
+            let id = sub["id"].as_str().unwrap_or_default();
+            tx.execute(
+                "INSERT INTO subscriptions (id, product, customer, state, value, locked_by, version, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)
+                 ON CONFLICT (id) DO UPDATE SET state = ?4, value = ?5, version = version + 1, updated_ms = ?7,
+                   locked_by = coalesce(locked_by, ?6)",
+                params![
+                    id,
+                    sub["product"].as_str().unwrap_or_default(),
+                    sub["customer"].as_str().unwrap_or_default(),
+                    sub["state"].as_str().unwrap_or_default(),
+                    sub.to_string(),
+                    run,
+                    now
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)",
+            params![run, now, serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'suspended', ?4, ?5)
+             ON CONFLICT (run_id, path) DO UPDATE SET status = 'suspended'",
+            params![run, path, step, reads.to_string(), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO inputs (run_id, path, vals, given_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![run, path, values.to_string(), now],
+        )?;
+        tx.execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'input_given', ?3)",
+            params![run, now, serde_json::json!({"path": path, "values": values}).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn input(&self, run: &str, path: &str) -> Result<Option<Value>> {
+        let conn = self.conn();
+        let v: Option<String> = conn
+            .query_row("SELECT vals FROM inputs WHERE run_id = ?1 AND path = ?2", params![run, path], |r| r.get(0))
+            .optional()?;
+        Ok(json_col(v))
+    }
+
+    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT path, compensation FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
+        )?;
+        let rows = stmt
+            .query_map(params![run], |r| Ok((r.get::<_, String>(0)?, json_col(r.get(1)?).unwrap_or(Value::Null))))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn mark_compensated(&self, run: &str, path: &str) -> Result<()> {
+        self.conn()
+            .execute("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2", params![run, path])?;
+        Ok(())
+    }
+
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT path, step, status, reads, outputs, error, started_ms, finished_ms FROM steps WHERE run_id = ?1 ORDER BY started_ms, rowid",
+        )?;
+        let mut steps: Vec<StepRecord> = stmt
+            .query_map(params![run], |r| {
+                Ok(StepRecord {
+                    path: r.get(0)?,
+                    step: r.get(1)?,
+                    status: r.get(2)?,
+                    reads: json_col(r.get(3)?).unwrap_or(Value::Null),
+                    outputs: json_col(r.get(4)?),
+                    error: r.get(5)?,
+                    started_ms: r.get(6)?,
+                    finished_ms: r.get(7)?,
+                    attempts: vec![],
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT n, status, error, started_ms, finished_ms FROM attempts WHERE run_id = ?1 AND path = ?2 ORDER BY n",
+        )?;
+        for s in &mut steps {
+            s.attempts = stmt
+                .query_map(params![run, s.path], |r| {
+                    Ok(AttemptRecord {
+                        n: r.get(0)?,
+                        status: r.get(1)?,
+                        error: r.get(2)?,
+                        started_ms: r.get(3)?,
+                        finished_ms: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(steps)
+    }
+
+    fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions WHERE id = ?1 OR id LIKE ?2 LIMIT 2",
+        )?;
+        let rows: Vec<SubscriptionRecord> =
+            stmt.query_map(params![id, format!("{id}%")], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.into_iter().next()),
+            _ => match rows.iter().position(|r| r.id == id) {
+                Some(i) => Ok(Some(rows[i].clone())),
+                None => Err(RunError::Usage(format!("`{id}` matches several subscriptions; give more of the id"))),
+            },
+        }
+    }
+
+    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions ORDER BY created_ms, id")?;
+        let rows = stmt.query_map([], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        let holder: Option<Option<String>> =
+            tx.query_row("SELECT locked_by FROM subscriptions WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+        match holder {
+            None => return Err(RunError::Subscription(format!("there is no subscription `{id}`"))),
+            Some(Some(h)) if h != run => return Ok(Err(h)),
+            _ => {}
+        }
+        tx.execute("UPDATE subscriptions SET locked_by = ?2 WHERE id = ?1", params![id, run])?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    fn release_locks(&self, run: &str) -> Result<()> {
+        self.conn().execute("UPDATE subscriptions SET locked_by = NULL WHERE locked_by = ?1", params![run])?;
+        Ok(())
+    }
+
+    fn event(&self, run: &str, kind: &str, detail: &Value) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![run, now_ms(), kind, detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<EventRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT seq, run_id, at_ms, kind, detail FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map(params![run], |r| {
+                Ok(EventRecord {
+                    seq: r.get(0)?,
+                    run_id: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    kind: r.get(3)?,
+                    detail: json_col(r.get(4)?).unwrap_or(Value::Null),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
