@@ -230,6 +230,13 @@ fn network_create_modify_terminate_with_subscriptions_passed_between_workflows()
     let last = assert_failed(&n.run("terminate_node", &[&format!("node={a}")]));
     assert!(last["error"]["message"].as_str().unwrap().contains("409"), "{last}");
     assert_eq!(sub_state(&n.o, &a), "active");
+    // The failed run keeps the node locked until it is retried or aborted.
+    let failed_run = run_id(&last);
+    let out = n.run("modify_node", &[&format!("node={a}"), "role=core"]);
+    assert_eq!(out.last_json()["error"]["code"], "orch::run::subscription_locked", "{out:?}");
+    assert!(out.last_json()["error"]["message"].as_str().unwrap().contains(&failed_run));
+    let out = n.o.orchc(&["abort", &failed_run, "--json"]);
+    assert_eq!(out.last_json()["status"], "aborted", "{out:?}");
 
     // Terminate everything, in order.
     assert_completed(&n.run("terminate_core_link", &[&format!("link={link}")]));
@@ -265,8 +272,11 @@ fn network_failed_link_create_releases_its_prefix() {
     assert!(step_names(&show, "completed").iter().any(|s| s == "release_p2p_prefix"), "{show:#}");
     // The secret never reaches the store or the output.
     assert!(!show.to_string().contains(standins::inventory::TOKEN));
-    // The ports are untouched and can be linked once the inventory accepts it.
+    // The ports are untouched and can be linked once the inventory accepts it and the failed
+    // run, which holds their locks, is aborted.
     n.state.lock().unwrap().faults.clear();
+    let out = n.o.orchc(&["abort", &run_id(&last), "--json"]);
+    assert_eq!(out.last_json()["status"], "aborted", "{out:?}");
     assert_completed(&n.run("create_core_link", &["customer=acme", &format!("a_port={pa}"), &format!("b_port={pb}")]));
 }
 
