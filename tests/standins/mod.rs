@@ -343,7 +343,7 @@ pub struct Faults {
 impl Faults {
     /// Answer the next `times` matching requests with `status`.
     pub fn fail_times(&mut self, method: &str, prefix: &str, status: u16, times: usize) {
-        self.queued.push((method.to_string(), prefix.to_string(), std::iter::repeat(status).take(times).collect()));
+        self.queued.push((method.to_string(), prefix.to_string(), std::iter::repeat_n(status, times).collect()));
     }
 
     /// Answer every matching request with `status` and `message`.
