@@ -2,10 +2,16 @@
 //! and workflow; every `stdlib/*.orch` file is embedded; programs that use the modules check
 //! (or fail to check) as their header comment says.
 
+mod standins;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use orch::diagnostics::Severity;
 use orch::syntax::ast::ItemKind;
+use serde_json::{json, Value};
+use standins::{Faults, Orch, Outcome, Reply, StandIn};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -187,4 +193,234 @@ fn modules_drive_the_tools_the_careful_way() {
     let ansible = orch::stdlib::module("ansible").unwrap();
     assert!(ansible.contains("join(hosts, \",\") + \",\""));
     assert!(ansible.contains("\"--extra-vars\", to_json(extra_vars)"));
+}
+
+// -------------------------------------------------------------------------------------------
+// The modules run: each step through the real `orchc`, against stand-ins and fake tools.
+
+fn run(o: &Orch, file: &str, workflow: &str, args: &[&str]) -> Outcome {
+    let path = format!("tests/fixtures/runs/{file}");
+    let mut all = vec!["run", path.as_str(), workflow, "--json"];
+    all.extend_from_slice(args);
+    o.orchc(&all)
+}
+
+fn completed(out: &Outcome) -> Value {
+    let last = out.last_json();
+    assert_eq!(last["status"], "completed", "{last}\nstderr:\n{}", out.stderr);
+    last["outputs"].clone()
+}
+
+fn failed(out: &Outcome) -> String {
+    let last = out.last_json();
+    assert_eq!(last["status"], "failed", "{last}\nstderr:\n{}", out.stderr);
+    assert_eq!(out.code, 1);
+    last["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// A service that starts after a few 503s, jobs whose `state` moves on at every GET, and an
+/// item store.
+struct Svc {
+    faults: Faults,
+    jobs: BTreeMap<String, usize>,
+    items: Vec<Value>,
+}
+
+fn http_service() -> (StandIn, Arc<Mutex<Svc>>) {
+    let state = Arc::new(Mutex::new(Svc { faults: Faults::default(), jobs: BTreeMap::new(), items: Vec::new() }));
+    let s = state.clone();
+    let server = StandIn::start(move |r| {
+        let mut svc = s.lock().unwrap();
+        if let Some(reply) = svc.faults.check(r) {
+            return reply;
+        }
+        match (r.method.as_str(), r.segments().as_slice()) {
+            ("GET", ["healthz"]) => Reply::ok(json!({ "status": "ok", "version": "2.4.1" })),
+            ("GET", ["jobs", id]) => {
+                let n = svc.jobs.entry(id.to_string()).or_insert(0);
+                *n += 1;
+                let states = if *id == "bad" { ["queued", "running", "failed"] } else { ["queued", "running", "done"] };
+                Reply::ok(json!({ "id": id, "state": states[(*n - 1).min(2)] }))
+            }
+            ("POST", ["items"]) => {
+                let mut item = r.body.clone();
+                item["id"] = json!(svc.items.len() + 1);
+                svc.items.push(item.clone());
+                Reply::json(201, item)
+            }
+            ("GET", ["items", id]) => match svc.items.iter().find(|i| i["id"].to_string() == *id) {
+                Some(i) => Reply::ok(i.clone()),
+                None => Reply::not_found("item"),
+            },
+            _ => Reply::not_found("route"),
+        }
+    });
+    (server, state)
+}
+
+#[test]
+fn std_http_steps_wait_poll_expect_and_exchange_json() {
+    let (srv, state) = http_service();
+    let o = Orch::new();
+    let base = format!("base={}", srv.url);
+    let cfg = ["--config", base.as_str()];
+
+    // wait_until_up retries through 503s and connection errors until a 2xx.
+    state.lock().unwrap().faults.fail_times("GET", "/healthz", 503, 2);
+    let out = completed(&run(&o, "http_steps.orch", "wait_up", &cfg));
+    assert_eq!(out["http_status"], 200);
+    assert_eq!(srv.count("GET", "/healthz"), 3);
+
+    // wait_for_field polls until the field has the expected value...
+    let out = completed(&run(&o, "http_steps.orch", "wait_field", &[cfg[0], cfg[1], "-i", "job=j1"]));
+    assert_eq!(out["value"], "done");
+    assert_eq!(out["body"]["id"], "j1");
+    assert_eq!(srv.count("GET", "/jobs/j1"), 3);
+    // ...and fails at once on a value of `fail_on`.
+    let msg = failed(&run(&o, "http_steps.orch", "wait_field", &[cfg[0], cfg[1], "-i", "job=bad"]));
+    assert!(msg.contains("state is failed, expected done"), "{msg}");
+    assert_eq!(srv.count("GET", "/jobs/bad"), 3);
+
+    // expect checks the status and the body.
+    assert_eq!(
+        completed(&run(&o, "http_steps.orch", "expect_body", &[cfg[0], cfg[1], "-i", "text=2.4.1"]))["http_status"],
+        200
+    );
+    let msg = failed(&run(&o, "http_steps.orch", "expect_body", &[cfg[0], cfg[1], "-i", "text=3.0.0"]));
+    assert!(msg.contains("without \"3.0.0\""), "{msg}");
+    let msg = failed(&run(&o, "http_steps.orch", "expect_status", &[cfg[0], cfg[1], "-i", "code=204"]));
+    assert!(msg.contains("answered 200, expected 204"), "{msg}");
+
+    // post_json and get_json exchange JSON; a 404 is permanent, not retried.
+    let out =
+        completed(&run(&o, "http_steps.orch", "post", &[cfg[0], cfg[1], "-i", r#"body={"name":"a","tags":["x"]}"#]));
+    assert_eq!(out["http_status"], 201);
+    assert_eq!(out["response"], json!({ "name": "a", "tags": ["x"], "id": 1 }));
+    assert_eq!(
+        completed(&run(&o, "http_steps.orch", "get", &[cfg[0], cfg[1], "-i", "item=1"]))["response"]["name"],
+        "a"
+    );
+    failed(&run(&o, "http_steps.orch", "get", &[cfg[0], cfg[1], "-i", "item=7"]));
+    assert_eq!(srv.count("GET", "/items/7"), 1);
+}
+
+#[test]
+fn std_terraform_deploys_replans_reads_and_destroys() {
+    let o = Orch::new();
+    let dir = o.copy_dir("examples/platform/database");
+    let d = format!("dir={dir}");
+    let out = completed(&run(&o, "terraform_steps.orch", "up", &["-i", &d, "-i", "name=orders-db"]));
+    assert_eq!(out["changes"], true);
+    assert_eq!(out["outputs"]["port"], 5432);
+    let address = out["outputs"]["address"].as_str().unwrap().to_string();
+    assert!(address.starts_with("dbinst-") && address.ends_with(".internal.example.com"), "{address}");
+    let calls = o.terraform_calls();
+    let cmds: Vec<&str> = calls.iter().map(|(a, _)| a[0].as_str()).collect();
+    assert_eq!(cmds, ["init", "plan", "show", "apply", "output"]);
+    assert!(calls.iter().all(|(_, cwd)| *cwd == dir));
+
+    // Nothing changed: plan says so, and apply applies an empty plan.
+    let out = completed(&run(&o, "terraform_steps.orch", "up", &["-i", &d, "-i", "name=orders-db"]));
+    assert_eq!(out["changes"], false);
+    // A changed variable is an update in place.
+    let out =
+        completed(&run(&o, "terraform_steps.orch", "replan", &["-i", &d, "-i", "name=orders-db", "-i", "size=50"]));
+    assert_eq!(out["changes"], true);
+    assert_eq!(out["creates"], json!([]));
+    assert_eq!(out["updates"], json!(["aws_db_instance.main"]));
+    assert_eq!(out["deletes"], json!([]));
+
+    let out = completed(&run(&o, "terraform_steps.orch", "read", &["-i", &d, "-i", "output_name=address"]));
+    assert_eq!(out["value"], address.as_str());
+    // `port` is a number, not a string: a conversion error, permanent.
+    let msg = failed(&run(&o, "terraform_steps.orch", "read", &["-i", &d, "-i", "output_name=port"]));
+    assert!(!msg.is_empty());
+
+    let out = completed(&run(&o, "terraform_steps.orch", "down", &["-i", &d, "-i", "name=orders-db"]));
+    assert_eq!(out["destroyed"], true);
+    let destroy = o.terraform_calls().into_iter().find(|(a, _)| a[0] == "destroy").unwrap().0;
+    for arg in ["-input=false", "-no-color", "-auto-approve", "-var=name=orders-db"] {
+        assert!(destroy.contains(&arg.to_string()), "{destroy:?}");
+    }
+    let msg = failed(&run(&o, "terraform_steps.orch", "read", &["-i", &d, "-i", "output_name=address"]));
+    assert!(msg.contains("not found") || msg.contains("exit"), "{msg}");
+
+    // Terraform's own refusal reaches the run's error.
+    let msg = failed(&run(&o, "terraform_steps.orch", "missing_var", &["-i", &d]));
+    assert!(msg.contains("No value for required variable"), "{msg}");
+}
+
+#[test]
+fn std_helm_installs_upgrades_rolls_back_and_uninstalls() {
+    let o = Orch::new();
+    let out = completed(&run(&o, "helm_steps.orch", "install", &["-i", "release=web", "-i", "tag=1.0.0"]));
+    assert_eq!(out, json!({ "revision": 1, "release_status": "deployed" }));
+    let out = completed(&run(&o, "helm_steps.orch", "install", &["-i", "release=web", "-i", "tag=1.1.0"]));
+    assert_eq!(out["revision"], 2);
+    let upgrade = &o.helm_calls()[1];
+    assert_eq!(&upgrade[..4], ["upgrade", "--install", "web", "examples/platform/chart"]);
+    for flag in ["--wait", "--atomic", "--create-namespace"] {
+        assert!(upgrade.contains(&flag.to_string()), "{upgrade:?}");
+    }
+    // The values reach helm as one --set-string, with the comma escaped.
+    let releases = o.helm_releases();
+    assert_eq!(releases["web/web"][1]["values"], json!({ "image_tag": "1.1.0", "note": "a,b" }));
+
+    assert_eq!(completed(&run(&o, "helm_steps.orch", "status", &["-i", "release=web"]))["revision"], 2);
+    assert_eq!(completed(&run(&o, "helm_steps.orch", "rollback", &["-i", "release=web"]))["rolled_back"], true);
+    let status = completed(&run(&o, "helm_steps.orch", "status", &["-i", "release=web"]));
+    assert_eq!(status["revision"], 3);
+    assert_eq!(o.helm_releases()["web/web"][2]["values"]["image_tag"], "1.0.0");
+
+    assert_eq!(completed(&run(&o, "helm_steps.orch", "uninstall", &["-i", "release=web"]))["uninstalled"], true);
+    // Uninstalling again is not an error (usable as a compensation).
+    assert_eq!(completed(&run(&o, "helm_steps.orch", "uninstall", &["-i", "release=web"]))["uninstalled"], false);
+    let msg = failed(&run(&o, "helm_steps.orch", "status", &["-i", "release=web"]));
+    assert!(msg.contains("not found") || msg.contains("exit"), "{msg}");
+
+    // A release that never gets ready fails the step permanently, with helm's message.
+    let mut o2 = Orch::new();
+    o2.env.push(("FAKE_HELM_FAIL_RELEASES".into(), "api".into()));
+    let msg = failed(&run(&o2, "helm_steps.orch", "install", &["-i", "release=api", "-i", "tag=1.0.0"]));
+    assert!(!msg.is_empty());
+}
+
+#[test]
+fn std_ansible_runs_a_real_playbook_on_localhost() {
+    assert!(standins::ansible_bin_dir().is_some(), "ansible-playbook is not installed: run scripts/install-test-deps");
+    let o = Orch::new();
+    let out_dir = o.path("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let playbook = standins::repo().join("tests/fixtures/ansible/write_facts.yml");
+    let pb = format!("playbook={}", playbook.display());
+    let od = format!("out_dir={}", out_dir.display());
+    let hosts = r#"hosts=["app-1","app-2"]"#;
+
+    // check mode changes nothing.
+    let out = completed(&run(
+        &o,
+        "ansible_steps.orch",
+        "configure",
+        &["-i", &pb, "-i", hosts, "-i", &od, "-i", "check_mode=true"],
+    ));
+    assert_eq!(out["ok_hosts"], json!(["app-1", "app-2"]));
+    assert!(std::fs::read_dir(&out_dir).unwrap().next().is_none());
+
+    let out = completed(&run(&o, "ansible_steps.orch", "configure", &["-i", &pb, "-i", hosts, "-i", &od]));
+    assert_eq!(out["changed_hosts"], json!(["app-1", "app-2"]));
+    assert_eq!(out["recap"].as_array().unwrap().len(), 2);
+    let text = std::fs::read_to_string(out_dir.join("app-2.txt")).unwrap();
+    assert_eq!(text, "hello from orch to app-2; ports 523\n");
+    // Again: idempotent, nothing changed.
+    let out = completed(&run(&o, "ansible_steps.orch", "configure", &["-i", &pb, "-i", hosts, "-i", &od]));
+    assert_eq!(out["changed_hosts"], json!([]));
+
+    // A host that fails fails the step permanently, naming it.
+    let msg = failed(&run(
+        &o,
+        "ansible_steps.orch",
+        "configure",
+        &["-i", &pb, "-i", r#"hosts=["app-1","broken-host"]"#, "-i", &od],
+    ));
+    assert!(msg.contains("failed on broken-host"), "{msg}");
 }
