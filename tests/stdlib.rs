@@ -248,10 +248,12 @@ fn http_service() -> (StandIn, Arc<Mutex<Svc>>) {
                 svc.items.push(item.clone());
                 Reply::json(201, item)
             }
-            ("GET", ["items", id]) => match svc.items.iter().find(|i| i["id"].as_i64().map(|n| n.to_string()).as_deref() == Some(*id)) {
-                Some(i) => Reply::ok(i.clone()),
-                None => Reply::not_found("item"),
-            },
+            ("GET", ["items", id]) => {
+                match svc.items.iter().find(|i| i["id"].as_i64().map(|n| n.to_string()).as_deref() == Some(*id)) {
+                    Some(i) => Reply::ok(i.clone()),
+                    None => Reply::not_found("item"),
+                }
+            }
             _ => Reply::not_found("route"),
         }
     });
