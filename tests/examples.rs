@@ -341,6 +341,12 @@ impl Os {
         self.o.orchc(&args)
     }
 
+    /// The address the cloud gave the server named `name`.
+    fn ip_of(&self, name: &str) -> String {
+        let cloud = self.state.lock().unwrap();
+        cloud.servers.values().find(|s| s.name == name).unwrap_or_else(|| panic!("no server {name}")).ip.clone()
+    }
+
     fn configured(&self) -> Vec<String> {
         let mut files: Vec<String> = std::fs::read_dir(&self.conf_dir)
             .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect())
@@ -358,8 +364,13 @@ fn openstack_create_scale_and_delete_a_deployment() {
     let last = assert_completed(&c.run("create_deployment", &["customer=acme", "name=web", "vm_count=3"]));
     let deployment = sub_id(&last["outputs"]["deployment"]);
     assert_eq!(c.cloud.count("POST", "/v2.0/networks"), 3);
+    // The servers are created 4 at a time, so which one gets which address varies; the
+    // outputs are in element order: the i-th address is web-vm-(i+1)'s.
     let ips = strs(&last["outputs"]["server_ip"]);
-    assert_eq!(ips, ["10.20.0.11", "10.20.0.12", "10.20.0.13"]);
+    assert_eq!(ips, [c.ip_of("web-vm-1"), c.ip_of("web-vm-2"), c.ip_of("web-vm-3")]);
+    let mut sorted = ips.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["10.20.0.11", "10.20.0.12", "10.20.0.13"]);
     {
         let cloud = c.state.lock().unwrap();
         assert_eq!(cloud.networks.len(), 1);
@@ -372,8 +383,8 @@ fn openstack_create_scale_and_delete_a_deployment() {
     }
     // Ansible ran the playbook on each server (locally) and changed each.
     assert_eq!(c.configured(), ["10.20.0.11.conf", "10.20.0.12.conf", "10.20.0.13.conf"]);
-    let conf = std::fs::read_to_string(c.conf_dir.join("10.20.0.12.conf")).unwrap();
-    assert!(conf.contains("deployment=web") && conf.contains("peers=10.20.0.11,10.20.0.12,10.20.0.13"), "{conf}");
+    let conf = std::fs::read_to_string(c.conf_dir.join(format!("{}.conf", ips[1]))).unwrap();
+    assert!(conf.contains("deployment=web") && conf.contains(&format!("peers={}", ips.join(","))), "{conf}");
     let mut changed = strs(&last["outputs"]["changed_hosts"]);
     changed.sort();
     assert_eq!(changed, ips);
@@ -381,13 +392,16 @@ fn openstack_create_scale_and_delete_a_deployment() {
 
     // Scale out to 5: two new servers, created, polled, configured.
     let last = assert_completed(&c.run("scale_deployment", &[&format!("deployment={deployment}"), "vm_count=5"]));
-    assert_eq!(strs(&last["outputs"]["server_ips"]).len(), 5);
+    let all = strs(&last["outputs"]["server_ips"]);
+    assert_eq!(&all[..3], &ips[..]);
+    assert_eq!(all[3..], [c.ip_of("web-vm-4"), c.ip_of("web-vm-5")]);
     assert_eq!(c.state.lock().unwrap().servers.len(), 5);
     assert_eq!(c.cloud.count("POST", "/v2.1/servers"), 5);
-    assert!(c.configured().contains(&"10.20.0.15.conf".to_string()));
+    assert_eq!(c.configured().len(), 5);
+    assert!(c.configured().contains(&format!("{}.conf", c.ip_of("web-vm-5"))));
     // Scale in to 2: the three newest are deleted.
     let last = assert_completed(&c.run("scale_deployment", &[&format!("deployment={deployment}"), "vm_count=2"]));
-    assert_eq!(strs(&last["outputs"]["server_ips"]), ["10.20.0.11", "10.20.0.12"]);
+    assert_eq!(strs(&last["outputs"]["server_ips"]), &ips[..2]);
     assert_eq!(c.cloud.count("DELETE", "/v2.1/servers/"), 3);
     assert_eq!(c.state.lock().unwrap().servers.len(), 2);
 
