@@ -387,7 +387,7 @@ fn openstack_create_scale_and_delete_a_deployment() {
     assert!(conf.contains("deployment=web") && conf.contains(&format!("peers={}", ips.join(","))), "{conf}");
     let mut changed = strs(&last["outputs"]["changed_hosts"]);
     changed.sort();
-    assert_eq!(changed, ips);
+    assert_eq!(changed, sorted);
     assert_eq!(sub_state(&c.o, &deployment), "completed");
 
     // Scale out to 5: two new servers, created, polled, configured.
