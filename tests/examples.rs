@@ -416,6 +416,60 @@ fn openstack_create_scale_and_delete_a_deployment() {
 }
 
 #[test]
+fn openstack_run_killed_while_polling_resumes_without_creating_servers_again() {
+    let c = Os::new(10);
+    // The servers stay in BUILD until the test lets them go ACTIVE.
+    c.state.lock().unwrap().build_polls = 1_000_000;
+    let net = format!("network_url={}", c.cloud.url);
+    let compute = format!("compute_url={}/v2.1", c.cloud.url);
+    let conf = format!("app_config_dir={}", c.conf_dir.display());
+    let mut child = c.o.spawn(&[
+        "run",
+        "examples/openstack/openstack.orch",
+        "create_deployment",
+        "-i",
+        "customer=acme",
+        "-i",
+        "name=kd",
+        "-i",
+        "vm_count=2",
+        "--config",
+        &net,
+        "--config",
+        &compute,
+        "--config",
+        "ansible_connection=local",
+        "--config",
+        &conf,
+    ]);
+    // Wait until both servers were created and are being polled, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let polled = c.state.lock().unwrap().servers.values().filter(|s| s.polls >= 2).count();
+        if polled == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the servers were never polled");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(c.cloud.count("POST", "/v2.1/servers"), 2);
+    let run = c.o.only_run();
+
+    // The cloud finishes building; `orchc resume` continues where the run stopped.
+    c.state.lock().unwrap().build_polls = 0;
+    let last = assert_completed(&c.o.orchc(&["resume", &run, "--json"]));
+    assert_eq!(strs(&last["outputs"]["server_ip"]).len(), 2);
+    // Completed steps were not run again: one network, two servers in all.
+    assert_eq!(c.cloud.count("POST", "/v2.0/networks"), 1);
+    assert_eq!(c.cloud.count("POST", "/v2.0/subnets"), 1);
+    assert_eq!(c.cloud.count("POST", "/v2.1/servers"), 2);
+    assert_eq!(c.state.lock().unwrap().servers.len(), 2);
+    assert_eq!(c.configured().len(), 2);
+}
+
+#[test]
 fn openstack_quota_exceeded_rolls_the_deployment_back() {
     let c = Os::new(2);
     let last = assert_failed(&c.run("create_deployment", &["customer=acme", "name=big", "vm_count=3"]));

@@ -236,6 +236,26 @@ impl Orch {
         }
     }
 
+    /// Starts `orchc ARGS --db DB` without waiting for it (to kill it mid-run).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orchc"));
+        cmd.args(args).arg("--db").arg(self.db()).current_dir(repo());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("ORCH_DB").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.spawn().expect("start orchc")
+    }
+
+    /// The id of the only run in the store, from `orchc runs`.
+    pub fn only_run(&self) -> String {
+        let out = self.orchc(&["runs"]);
+        let ids: Vec<String> =
+            out.stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
+        assert_eq!(ids.len(), 1, "{out:?}");
+        ids[0].clone()
+    }
+
     /// `orchc show RUN --json`.
     pub fn show(&self, run_id: &str) -> Value {
         let out = self.orchc(&["show", run_id, "--json"]);
