@@ -273,6 +273,27 @@ fn std_http_steps_wait_poll_expect_and_exchange_json() {
     assert_eq!(out["http_status"], 200);
     assert_eq!(srv.count("GET", "/healthz"), 3);
 
+    // poll_until_up takes the poll settings as parameters.
+    state.lock().unwrap().faults.fail_times("GET", "/healthz", 503, 3);
+    let out = completed(&run(
+        &o,
+        "http_steps.orch",
+        "poll_up",
+        &[cfg[0], cfg[1], "-i", "attempts=5", "-i", "interval_seconds=1"],
+    ));
+    assert_eq!(out["http_status"], 200);
+    assert_eq!(srv.count("GET", "/healthz"), 3 + 4);
+    state.lock().unwrap().faults.fail_times("GET", "/healthz", 503, 5);
+    let msg = failed(&run(
+        &o,
+        "http_steps.orch",
+        "poll_up",
+        &[cfg[0], cfg[1], "-i", "attempts=3", "-i", "interval_seconds=1"],
+    ));
+    assert!(msg.contains("did not answer 2xx in 3 attempts 1s apart") && msg.contains("503"), "{msg}");
+    assert_eq!(srv.count("GET", "/healthz"), 7 + 3);
+    state.lock().unwrap().faults.clear();
+
     // wait_for_field polls until the field has the expected value...
     let out = completed(&run(&o, "http_steps.orch", "wait_field", &[cfg[0], cfg[1], "-i", "job=j1"]));
     assert_eq!(out["value"], "done");
