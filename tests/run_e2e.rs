@@ -1,0 +1,396 @@
+//! End to end: the real `orchc` binary runs the workflows in `tests/run/` against stand-in HTTP
+//! servers on 127.0.0.1, with a real SQLite store in a temporary directory.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{text, Orchc, Reply, Server};
+
+fn cfg(server: &Server) -> String {
+    format!("api={}", server.url)
+}
+
+#[test]
+fn retries_wait_by_the_backoff_formula_and_then_succeed() {
+    let server =
+        Server::start(|_, n| if n < 2 { Reply::status(503, "busy") } else { Reply::json(json!({"count": 42})) });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/retry.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["outputs"]["devices"], 42);
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    // min(MAX, MIN * F^(k-1)): 200ms after the first attempt, 400ms after the second.
+    let gap1 = hits[1].at - hits[0].at;
+    let gap2 = hits[2].at - hits[1].at;
+    assert!(gap1 >= Duration::from_millis(200), "first wait {gap1:?}");
+    assert!(gap2 >= Duration::from_millis(400), "second wait {gap2:?}");
+    assert!(gap2 > gap1, "the backoff grows: {gap1:?} then {gap2:?}");
+    let show = o.show(v["run_id"].as_str().unwrap());
+    let attempts = show["steps"][0]["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[0]["status"], "failed");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("503"));
+    assert_eq!(attempts[2]["status"], "completed");
+}
+
+#[test]
+fn a_permanent_error_is_not_retried() {
+    let server = Server::start(|_, _| Reply::status(404, "no such site"));
+    let o = Orchc::new();
+    let (code, v, _) = o.json(&["run", "tests/run/retry.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(server.hits().len(), 1, "a 404 fails the attempt permanently");
+    assert_eq!(v["error"]["step"], "fetch_inventory");
+    assert_eq!(v["error"]["line"], 7, "the error points at the http call");
+    assert!(v["error"]["message"].as_str().unwrap().contains("404"));
+}
+
+#[test]
+fn each_attempt_is_limited_by_the_timeout() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": "snap-1"})).after(Duration::from_secs(3)));
+    let o = Orchc::new();
+    let started = std::time::Instant::now();
+    let (code, v, _) = o.json(&["run", "tests/run/timeout.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1);
+    assert!(started.elapsed() < Duration::from_secs(3), "the attempts were cut off at 300ms");
+    assert_eq!(server.hits().len(), 2, "a timeout is retryable: two attempts");
+    assert!(v["error"]["message"].as_str().unwrap().contains("timed out after 300ms"));
+    let show = o.show(v["run_id"].as_str().unwrap());
+    for a in show["steps"][0]["attempts"].as_array().unwrap() {
+        let ms = a["duration_ms"].as_i64().unwrap();
+        assert!((290..2000).contains(&ms), "an attempt took {ms}ms");
+    }
+}
+
+#[test]
+fn polling_repeats_the_body_until_the_condition_holds() {
+    let server = Server::start(|hit, n| {
+        if hit.path.ends_with("/vm-never") {
+            return Reply::json(json!({"status": "BUILD", "polls": n}));
+        }
+        let status = if n < 3 { "BUILD" } else { "ACTIVE" };
+        Reply::json(json!({"status": status, "polls": n + 1}))
+    });
+    let o = Orchc::new();
+    let (code, v, out) =
+        o.json(&["run", "tests/run/poll.orch", "start_server", "-i", "server=vm-1", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"status": "ACTIVE", "polls": 4}));
+    assert_eq!(server.count("GET", "/servers/vm-1"), 4);
+
+    let (code, v, _) = o.json(&[
+        "run",
+        "tests/run/poll.orch",
+        "start_server_strict",
+        "-i",
+        "server=vm-never",
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "orch::run::poll_timeout");
+    let polls = server.count("GET", "/servers/vm-never");
+    assert!((2..=5).contains(&polls), "polled {polls} times within 350ms");
+}
+
+#[test]
+fn compensations_run_in_reverse_order_of_completion() {
+    let server = Server::start(|hit, _| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
+        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
+        ("POST", "/ports") => Reply::status(409, "port conflict"),
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["step"], "attach_port");
+    let order: Vec<String> = server.hits().iter().map(|h| format!("{} {}", h.method, h.path)).collect();
+    assert_eq!(
+        order,
+        [
+            "POST /networks",
+            "POST /networks/net-7/ips",
+            "POST /ports",
+            "DELETE /networks/net-7/ips/10.0.0.5",
+            "DELETE /networks/net-7",
+        ]
+    );
+    let show = o.show(v["run_id"].as_str().unwrap());
+    let steps: Vec<(String, String)> = show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(steps.contains(&("release_ip".into(), "completed".into())), "{steps:?}");
+    assert!(steps.contains(&("delete_network".into(), "completed".into())), "{steps:?}");
+    assert!(steps.contains(&("create_network".into(), "compensated".into())), "{steps:?}");
+    assert_eq!(show["status"], "failed");
+}
+
+#[test]
+fn for_results_keep_element_order_and_parallel_branches_merge() {
+    let server = Server::start(|hit, _| {
+        if let Some(size) = hit.path.strip_prefix("/resize/") {
+            let n: u64 = size.parse().unwrap();
+            return Reply::ok(format!("size-{n}")).after(Duration::from_millis(n * 150));
+        }
+        Reply::ok(hit.path.trim_start_matches('/').replace('/', ":"))
+    });
+    let o = Orchc::new();
+    let (code, v, out) =
+        o.json(&["run", "tests/run/parallel.orch", "-i", "sizes=[3, 1, 2]", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["resized"], json!(["size-3", "size-1", "size-2"]));
+    assert_eq!(v["outputs"]["record"], "dns:example.net");
+    assert_eq!(v["outputs"]["certificate"], "cert:example.net");
+    // The three iterations ran at once: the slowest (450ms) dominates, not the sum (900ms).
+    let hits = server.hits();
+    let resizes: Vec<_> = hits.iter().filter(|h| h.path.starts_with("/resize/")).collect();
+    assert_eq!(resizes.len(), 3);
+    let spread = resizes.iter().map(|h| h.at).max().unwrap() - resizes.iter().map(|h| h.at).min().unwrap();
+    assert!(spread < Duration::from_millis(140), "iterations started {spread:?} apart");
+}
+
+#[test]
+fn an_input_step_suspends_and_resume_checks_the_values() {
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/approval.orch", "-i", "version=2.4.1"]);
+    assert_eq!(code, 3, "{}", text(&out));
+    assert_eq!(v["status"], "suspended");
+    let run = v["run_id"].as_str().unwrap().to_string();
+    assert!(text(&out).contains("Approve: deploy 2.4.1 to prod?"));
+
+    let (code, v, out) = o.json(&["resume", &run, "-i", "approved=maybe", "-i", "approver=alice"]);
+    assert_eq!(code, 2, "{}", text(&out));
+    assert!(v["error"]["message"].as_str().unwrap().contains("approved"));
+    assert_eq!(o.show(&run)["status"], "suspended", "a bad value leaves the run suspended");
+
+    let (code, v, out) = o.json(&["resume", &run, "-i", "approved=true", "-i", "approver=alice"]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["result"], "deployed 2.4.1 (approved by alice)");
+    let show = o.show(&run);
+    assert!(show["events"].as_array().unwrap().iter().any(|e| e["kind"] == "input_given"));
+}
+
+#[test]
+fn bad_inputs_are_refused_before_anything_is_stored() {
+    let o = Orchc::new();
+    let out = o.run(&["run", "tests/run/parallel.orch", "-i", "sizes=three"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("sizes"), "{}", text(&out));
+    let out = o.run(&["run", "tests/run/approval.orch"]);
+    assert_eq!(out.status.code(), Some(2), "a missing input: {}", text(&out));
+    let out = o.run(&["runs", "--json"]);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json!([]));
+}
+
+#[test]
+fn subscriptions_are_saved_locked_and_checked_against_their_state() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| {
+        if hit.path.starts_with("/audit/") {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Reply::ok("clean");
+        }
+        Reply::json(json!({"id": 8120}))
+    });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&[
+        "run",
+        "tests/run/subscriptions.orch",
+        "create",
+        "-i",
+        "customer=acme",
+        "-i",
+        "name=pe1.ams",
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let node = v["outputs"]["node"].clone();
+    let id = node["id"].as_str().unwrap().to_string();
+    assert_eq!(node["state"], "active");
+    let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+    assert_eq!(subs[0]["id"], id.as_str());
+    assert_eq!(subs[0]["state"], "active");
+    assert_eq!(subs[0]["locked_by"], Value::Null, "released when the run completed");
+    let one: Value = serde_json::from_slice(&o.run(&["subscription", &id, "--json"]).stdout).unwrap();
+    assert_eq!(one["fields"]["node"]["ims_id"], 8120);
+    assert_eq!(one["fixed"]["vendor"], "Nokia");
+
+    // A run that holds it; a second run that needs it is refused, naming the holder.
+    let mut holder = o
+        .command(&[
+            "run",
+            "tests/run/subscriptions.orch",
+            "audit",
+            "-i",
+            &format!("node={id}"),
+            "--config",
+            &cfg(&server),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/audit/8120");
+    let (code, v, _) = o.json(&[
+        "run",
+        "tests/run/subscriptions.orch",
+        "audit",
+        "-i",
+        &format!("node={id}"),
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["code"], "orch::run::subscription_locked");
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let holder_id = runs.as_array().unwrap().iter().find(|r| r["status"] == "running").unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(v["error"]["message"].as_str().unwrap().contains(&holder_id), "names the holder: {v}");
+    release.store(true, Ordering::SeqCst);
+    assert!(holder.wait().unwrap().success());
+
+    // Wrong lifecycle state: `reprovision` wants Node@initial.
+    let (code, v, _) = o.json(&["run", "tests/run/subscriptions.orch", "reprovision", "-i", &format!("node={id}")]);
+    assert_eq!(code, 2);
+    assert!(v["error"]["message"].as_str().unwrap().contains("state `active`"), "{v}");
+}
+
+#[test]
+fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
+    let secret = "s3cr3t-Value-8c1f";
+    let server = Server::start(|hit, _| Reply::ok(format!("echo: {}", hit.body)));
+    let mut o = Orchc::new();
+    o.env.push(("ORCH_SECRET_API_TOKEN".into(), secret.into()));
+    let (code, v, out) = o.json(&["run", "tests/run/secrets.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let hit = &server.hits()[0];
+    assert!(
+        hit.headers.contains(&("authorization".into(), format!("Bearer {secret}"))),
+        "the header carries the token"
+    );
+    assert!(hit.body.contains(secret), "the json carries the token");
+    assert!(v["outputs"]["answer"].as_str().unwrap().contains("***"), "{v}");
+    assert_eq!(v["outputs"]["tool_output"], "tool saw ***\n");
+    let run = v["run_id"].as_str().unwrap();
+    let show = o.run(&["show", run]);
+    let show_json = o.run(&["show", run, "--json"]);
+    for output in [&out, &show, &show_json] {
+        assert!(!text(output).contains(secret), "printed: {}", text(output));
+    }
+    let bytes = o.store_bytes();
+    assert!(!bytes.is_empty());
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the store holds the secret");
+}
+
+#[test]
+fn a_missing_secret_fails_the_run_before_its_first_step() {
+    let server = Server::start(|_, _| Reply::ok("{}"));
+    let o = Orchc::new();
+    let (code, v, _) = o.json(&["run", "tests/run/secrets.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1);
+    assert!(v["error"]["message"].as_str().unwrap().contains("ORCH_SECRET_API_TOKEN"));
+    assert!(server.hits().is_empty());
+    let (code, v, _) =
+        o.json(&["run", "tests/run/secrets.orch", "--config", &cfg(&server), "--secret", "api_token=abcdef"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn a_killed_run_resumes_without_repeating_completed_steps() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match hit.path.as_str() {
+        "/allocate" => Reply::json(json!({"id": "vm-42"})),
+        "/configure/vm-42" => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("configured")
+        }
+        _ => Reply::ok("ok"),
+    });
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/configure/vm-42");
+    // kill -9 while `configure` is in flight.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs[0]["status"], "running");
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (code, v, out) = o.json(&["resume", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"vm_id": "vm-42", "verified": "configured+ok"}));
+    assert_eq!(server.count("POST", "/allocate"), 1, "the completed step did not run again");
+    assert_eq!(server.count("POST", "/configure/vm-42"), 2, "the step in flight ran again");
+    assert_eq!(server.count("GET", "/verify/vm-42"), 1);
+}
+
+#[test]
+fn two_processes_never_drive_one_run() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match hit.path.as_str() {
+        "/allocate" => Reply::json(json!({"id": "vm-9"})),
+        _ => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("done")
+        }
+    });
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/configure/vm-9");
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let out = o.run(&["resume", &run]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("being driven by another orchc process"), "{}", text(&out));
+    release.store(true, Ordering::SeqCst);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(server.count("POST", "/configure/vm-9"), 1);
+}
+
+#[test]
+fn a_store_from_a_newer_orchc_is_refused_and_left_untouched() {
+    let o = Orchc::new();
+    {
+        let conn = rusqlite::Connection::open(o.db()).unwrap();
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;").unwrap();
+    }
+    let before = std::fs::read(o.db()).unwrap();
+    let out = o.run(&["runs"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).contains("newer orchc"), "{}", text(&out));
+    assert_eq!(std::fs::read(o.db()).unwrap(), before);
+}
