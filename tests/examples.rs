@@ -616,6 +616,25 @@ fn landing_zone_goes_through_dev_and_test_then_waits_for_approval_before_prod() 
 }
 
 #[test]
+fn landing_zone_failed_post_op_is_retried_without_applying_again() {
+    let lz = Lz::new();
+    // The CMDB is down for longer than register_in_cmdb's 3 attempts.
+    lz.state.lock().unwrap().faults.fail_times("POST", "/v1/cmdb/records", 500, 3);
+    let last = assert_failed(&lz.run("dev", &[]));
+    assert!(last["error"]["message"].as_str().unwrap().contains("500"), "{last}");
+    assert_eq!(lz.api.count("POST", "/v1/cmdb/records"), 3);
+    let applies = |lz: &Lz| lz.o.terraform_calls().iter().filter(|(a, _)| a[0] == "apply").count();
+    assert_eq!(applies(&lz), 1);
+    // The CMDB is back: `orchc retry` continues from the failed step; Terraform is not run again.
+    let last = assert_completed(&lz.o.orchc(&["retry", &run_id(&last), "--json"]));
+    assert_eq!(last["outputs"]["cmdb_id"], "CMDB-0001");
+    assert_eq!(applies(&lz), 1);
+    assert_eq!(lz.o.terraform_calls().len(), 5);
+    assert_eq!(lz.api.count("PUT", "/v1/accounts/100000001/tags"), 1);
+    assert_eq!(lz.state.lock().unwrap().notifications.len(), 1);
+}
+
+#[test]
 fn landing_zone_rejected_approval_applies_nothing() {
     let lz = Lz::new();
     let out = lz.run("prod", &[]);
