@@ -606,6 +606,10 @@ fn landing_zone_goes_through_dev_and_test_then_waits_for_approval_before_prod() 
     // The audit trail: the run shows the environment, the approval and every step.
     let show = lz.o.show(&run);
     assert_eq!(show["status"], "completed");
+    assert_eq!(show["env"], "prod");
+    assert_eq!(show["configs"]["require_approval"], true);
+    let approval = steps_of(&show).into_iter().find(|s| s["step"] == "approve_deployment").unwrap();
+    assert_eq!(approval["outputs"], serde_json::json!({ "approved": true, "approver": "alice" }));
     let text = show.to_string();
     assert!(text.contains("prod") && text.contains("alice"), "{show:#}");
     let done = step_names(&show, "completed");
