@@ -669,12 +669,7 @@ fn landing_zone_policy_violation_stops_before_terraform() {
 // -------------------------------------------------------------------------------------------
 // platform: Terraform, Helm and DNS as one graph ordered by their outputs
 
-#[test]
-fn platform_graph_orders_engines_by_the_data_they_pass() {
-    let mut o = Orch::new();
-    o.env.push(("ORCH_SECRET_PLATFORM_TOKEN".into(), standins::platform::TOKEN.into()));
-    let (srv, state) = standins::platform::start(o.path("helm"), 2);
-    let db_dir = o.copy_dir("examples/platform/database");
+fn platform_args(srv: &standins::StandIn, db_dir: &str) -> Vec<String> {
     let mut args: Vec<String> = [
         "run",
         "examples/platform/platform.orch",
@@ -694,6 +689,62 @@ fn platform_graph_orders_engines_by_the_data_they_pass() {
     }
     args.push("--config".into());
     args.push(format!("db_module_dir={db_dir}"));
+    args
+}
+
+/// `orchc subscriptions --json`: product -> states, in creation order.
+fn subscription_states(o: &Orch) -> Vec<(String, String)> {
+    let out = o.orchc(&["subscriptions", "--json"]);
+    let list: Value = out.json();
+    let items = list.as_array().or_else(|| list["subscriptions"].as_array()).unwrap_or_else(|| panic!("{list}"));
+    items
+        .iter()
+        .map(|s| (s["product"].as_str().unwrap().to_string(), s["state"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn platform_failed_release_leaves_per_resource_status_and_retries() {
+    let mut o = Orch::new();
+    o.env.push(("ORCH_SECRET_PLATFORM_TOKEN".into(), standins::platform::TOKEN.into()));
+    let (srv, state) = standins::platform::start(o.path("helm"), 0);
+    let db_dir = o.copy_dir("examples/platform/database");
+    let args = platform_args(&srv, &db_dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The release's pods never become ready: helm --atomic gives up.
+    o.env.push(("FAKE_HELM_FAIL_RELEASES".into(), "shop".into()));
+    let last = assert_failed(&o.orchc(&args));
+    assert!(last["error"]["message"].as_str().unwrap().contains("rolled back due to atomic"), "{last}");
+    // Per resource: the database is up, the app is stuck in progress, DNS was never touched.
+    let states = subscription_states(&o);
+    assert_eq!(
+        states,
+        [("Database".to_string(), "completed".to_string()), ("App".to_string(), "in_progress".to_string())],
+        "{states:?}"
+    );
+    assert!(state.lock().unwrap().zones["apps.example.com."].is_empty());
+    assert_eq!(srv.count("PATCH", "/api/v1/servers/"), 0);
+    let show = o.show(&run_id(&last));
+    assert!(step_names(&show, "completed").iter().any(|s| s == "terraform.apply"), "{show:#}");
+
+    // The cluster is fixed: `orchc retry` goes on from the release, without Terraform again.
+    o.env.pop();
+    let applies = o.terraform_calls().iter().filter(|(a, _)| a[0] == "apply").count();
+    let last = assert_completed(&o.orchc(&["retry", &run_id(&last), "--json"]));
+    assert_eq!(o.terraform_calls().iter().filter(|(a, _)| a[0] == "apply").count(), applies);
+    assert_eq!(last["outputs"]["url"], "https://shop.apps.example.com");
+    let states = subscription_states(&o);
+    assert!(states.iter().filter(|(p, _)| p == "App").all(|(_, s)| s == "completed"), "{states:?}");
+    assert_eq!(states.iter().filter(|(_, s)| s == "completed").count(), 3, "{states:?}");
+}
+
+#[test]
+fn platform_graph_orders_engines_by_the_data_they_pass() {
+    let mut o = Orch::new();
+    o.env.push(("ORCH_SECRET_PLATFORM_TOKEN".into(), standins::platform::TOKEN.into()));
+    let (srv, state) = standins::platform::start(o.path("helm"), 2);
+    let db_dir = o.copy_dir("examples/platform/database");
+    let args = platform_args(&srv, &db_dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let last = assert_completed(&o.orchc(&args));
     let outputs = &last["outputs"];
