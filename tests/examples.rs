@@ -223,6 +223,9 @@ fn network_create_modify_terminate_with_subscriptions_passed_between_workflows()
     assert_eq!(n.state.lock().unwrap().links.values().next().unwrap()["isis_metric"], 65000);
     assert_completed(&n.run("modify_node", &[&format!("node={a}"), "role=edge"]));
     assert!(n.state.lock().unwrap().nodes.values().any(|n| n["name"] == "ams-pe1" && n["role"] == "edge"));
+    // The subscription holds the change too, with its loopback kept through the modification.
+    let sub = n.o.subscription(&a).to_string();
+    assert!(sub.contains("\"edge\"") && sub.contains("10.255.0.1") && sub.contains("Nokia"), "{sub}");
     assert_completed(&n.run("modify_port", &[&format!("port={pa}"), "speed_gbps=100", "description=to FRA"]));
     assert!(n.state.lock().unwrap().ports.values().any(|p| p["description"] == "to FRA"));
 
