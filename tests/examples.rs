@@ -272,7 +272,7 @@ fn network_failed_link_create_releases_its_prefix() {
     assert!(n.state.lock().unwrap().prefixes.is_empty());
     let show = n.o.show(&run_id(&last));
     assert_eq!(show["status"], "failed");
-    assert!(step_names(&show, "completed").iter().any(|s| s == "release_p2p_prefix"), "{show:#}");
+    assert!(step_names(&show, "completed").iter().any(|s| s == "release_prefix"), "{show:#}");
     // The secret never reaches the store or the output.
     assert!(!show.to_string().contains(standins::inventory::TOKEN));
     // The ports are untouched and can be linked once the inventory accepts it and the failed
@@ -489,10 +489,18 @@ fn openstack_quota_exceeded_rolls_the_deployment_back() {
     let show = c.o.show(&run_id(&last));
     assert_eq!(show["status"], "failed");
     let done = step_names(&show, "completed");
-    for comp in ["delete_server", "delete_router", "delete_subnet", "delete_network", "mark_deployment_failed"] {
+    for comp in [
+        "delete_server",
+        "detach_router_interface",
+        "delete_router",
+        "delete_subnet",
+        "delete_network",
+        "mark_deployment_failed",
+    ] {
         assert!(done.iter().any(|s| s == comp), "{comp} did not run: {done:?}");
     }
     let pos = |name: &str| done.iter().rposition(|s| s == name).unwrap();
+    assert!(pos("detach_router_interface") < pos("delete_router"));
     assert!(pos("delete_router") < pos("delete_subnet") && pos("delete_subnet") < pos("delete_network"));
     assert!(c.configured().is_empty(), "nothing was configured");
     // The deployment's subscription ended `failed`.
