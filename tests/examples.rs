@@ -256,6 +256,44 @@ fn network_create_modify_terminate_with_subscriptions_passed_between_workflows()
 }
 
 #[test]
+fn network_needs_its_secret_before_the_first_request() {
+    let mut n = Net::new();
+    n.o.env.retain(|(k, _)| k != "ORCH_SECRET_INVENTORY_TOKEN");
+    let out = n.run("create_node", &["customer=acme", "node_name=ams-pe1", "site=AMS"]);
+    assert_ne!(out.code, 0);
+    let last = out.last_json();
+    assert_ne!(last["status"], "completed");
+    assert!(last["error"]["message"].as_str().unwrap().contains("inventory_token"), "{last}");
+    assert!(n.inv.requests().is_empty(), "no request before the secret is there");
+    // Given with --secret, it is sent as the bearer token and stored nowhere.
+    let secret = format!("inventory_token={}", standins::inventory::TOKEN);
+    let cfg = format!("inventory_url={}", n.inv.url);
+    let out = n.o.orchc(&[
+        "run",
+        "examples/network/network.orch",
+        "create_node",
+        "--config",
+        &cfg,
+        "--secret",
+        &secret,
+        "-i",
+        "customer=acme",
+        "-i",
+        "node_name=ams-pe1",
+        "-i",
+        "site=AMS",
+        "--json",
+    ]);
+    let last = assert_completed(&out);
+    assert!(n.inv.requests().iter().all(|r| r.header("authorization") == Some("Bearer inventory-secret-token")));
+    for suffix in ["", "-wal", "-journal"] {
+        let db = std::fs::read(format!("{}{suffix}", n.o.db())).unwrap_or_default();
+        assert!(!db.windows(standins::inventory::TOKEN.len()).any(|w| w == standins::inventory::TOKEN.as_bytes()));
+    }
+    assert!(!n.o.show(&run_id(&last)).to_string().contains(standins::inventory::TOKEN));
+}
+
+#[test]
 fn network_failed_link_create_releases_its_prefix() {
     let n = Net::new();
     let a = n.node("ams-pe1", "AMS");
