@@ -117,6 +117,10 @@ fn hello_runs_with_no_server_and_no_inputs() {
         summary.contains("built 3 hosts: web-1.local-1 (large), web-2.local-1 (small), web-3.local-1 (small)"),
         "{summary}"
     );
+    // What it logged is visible: the echo of each build, from the real `echo`.
+    for line in ["building web-1.local-1 as large", "building web-3.local-1 as small", "plan: 3 hosts"] {
+        assert!(out.stderr.contains(line) || out.stdout.contains(line), "{line} not logged:\n{}", out.stderr);
+    }
 
     // Inputs and configs change what it does.
     let out = o.orchc(&[
