@@ -354,6 +354,10 @@ struct Os {
 
 impl Os {
     fn new(quota: usize) -> Os {
+        assert!(
+            standins::ansible_bin_dir().is_some(),
+            "ansible-playbook is not installed (on the PATH or in target/test-venv): run scripts/install-test-deps"
+        );
         let (cloud, state) = standins::cloud::start(quota, 2);
         let mut o = Orch::new();
         o.env.push(("ORCH_SECRET_OS_TOKEN".into(), standins::cloud::TOKEN.into()));
