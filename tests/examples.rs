@@ -84,6 +84,25 @@ fn every_example_checks_clean_with_no_warnings() {
 }
 
 #[test]
+fn every_step_and_workflow_of_the_examples_is_documented() {
+    for dir in ["hello", "network", "openstack", "landing_zone", "platform", "promotion"] {
+        let text = std::fs::read_to_string(repo().join(format!("examples/{dir}/{dir}.orch"))).unwrap();
+        let module = orch::syntax::parse(&text).unwrap();
+        for item in &module.items {
+            let name = match &item.kind {
+                orch::syntax::ast::ItemKind::Step(s) => &s.name.name,
+                orch::syntax::ast::ItemKind::Workflow(w) => &w.name.name,
+                _ => continue,
+            };
+            assert!(
+                item.doc.as_deref().is_some_and(|d| d.trim().len() >= 10),
+                "examples/{dir}: {name} has no doc comment"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_example_says_what_it_shows_and_how_to_run_it() {
     for dir in ["hello", "network", "openstack", "landing_zone", "platform", "promotion"] {
         let path: PathBuf = repo().join("examples").join(dir);
