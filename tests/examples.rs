@@ -574,6 +574,31 @@ fn openstack_quota_exceeded_rolls_the_deployment_back() {
 }
 
 #[test]
+fn openstack_failed_scale_out_puts_the_deployment_back_as_it_was() {
+    let c = Os::new(3);
+    let last = assert_completed(&c.run("create_deployment", &["customer=acme", "name=app", "vm_count=2"]));
+    let deployment = sub_id(&last["outputs"]["deployment"]);
+    let ips = strs(&last["outputs"]["server_ip"]);
+    // Room for one more server, not two.
+    let last = assert_failed(&c.run("scale_deployment", &[&format!("deployment={deployment}"), "vm_count=4"]));
+    assert!(last["error"]["message"].as_str().unwrap().contains("Quota exceeded"), "{last}");
+    let cloud = c.state.lock().unwrap();
+    assert_eq!(cloud.servers.len(), 2, "the new server was deleted by its compensation");
+    assert!(cloud.servers.values().all(|s| s.name == "app-vm-1" || s.name == "app-vm-2"));
+    assert_eq!(cloud.networks.len(), 1, "the deployment's network is untouched");
+    drop(cloud);
+    let show = c.o.show(&run_id(&last));
+    assert!(step_names(&show, "completed").iter().any(|s| s == "abort_scaling"), "{show:#}");
+    // The deployment is `completed` again with its two servers, and can be scaled once the
+    // failed run is aborted.
+    assert_eq!(sub_state(&c.o, &deployment), "completed");
+    let out = c.o.orchc(&["abort", &run_id(&last), "--json"]);
+    assert_eq!(out.last_json()["status"], "aborted", "{out:?}");
+    let last = assert_completed(&c.run("scale_deployment", &[&format!("deployment={deployment}"), "vm_count=3"]));
+    assert_eq!(strs(&last["outputs"]["server_ips"])[..2], ips[..]);
+}
+
+#[test]
 fn openstack_server_in_error_fails_its_poll_and_rolls_back() {
     let c = Os::new(10);
     c.state.lock().unwrap().error_servers.push("db-vm-2".into());
