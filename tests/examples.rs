@@ -980,6 +980,21 @@ fn promotion_rolls_prod_back_when_the_health_check_fails() {
 }
 
 #[test]
+fn promotion_of_a_first_release_that_fails_in_prod_uninstalls_it() {
+    let p = Promo::new();
+    p.state.lock().unwrap().broken.insert("1.0.0".into(), vec!["prod".into()]);
+    let out = p.promote("1.0.0");
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_failed(&p.approve(&run_id(&out.last_json())));
+    assert_eq!(p.running("prod"), None, "nothing to roll back to: the release is uninstalled");
+    let calls = p.o.helm_calls();
+    let uninstall = calls.iter().find(|a| a[0] == "uninstall").expect("helm uninstall ran");
+    assert!(uninstall.contains(&"shop-prod".to_string()) && uninstall.contains(&"--wait".to_string()));
+    assert!(calls.iter().all(|a| a[0] != "rollback"));
+    assert_eq!(p.running("staging").as_deref(), Some("1.0.0"));
+}
+
+#[test]
 fn promotion_stops_at_the_error_budget_gate() {
     let p = Promo::new();
     p.state.lock().unwrap().error_rates.insert("staging".into(), 0.05);
