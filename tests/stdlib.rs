@@ -447,3 +447,64 @@ fn std_ansible_runs_a_real_playbook_on_localhost() {
     ));
     assert!(msg.contains("failed on broken-host"), "{msg}");
 }
+
+/// The fake tools have teeth: a module that forgot a careful flag would fail the tests above.
+#[test]
+fn fake_tools_refuse_careless_arguments() {
+    let o = Orch::new();
+    let dir = o.copy_dir("examples/platform/database");
+    let tf = |args: &[&str]| {
+        let out = std::process::Command::new(standins::repo().join("tests/fixtures/bin/terraform"))
+            .args(args)
+            .current_dir(&dir)
+            .env("FAKE_TERRAFORM_LOG", o.path("tf.jsonl"))
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, err) = tf(&["init", "-no-color"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("-input=false expected"));
+    assert_eq!(tf(&["init", "-input=false", "-no-color"]).0, 0);
+    let (code, err) = tf(&["plan", "-input=false", "-no-color", "-detailed-exitcode", "-var=name=x", "-var=size_gb=1"]);
+    assert_eq!(code, 64, "a plan that is not saved: {err}");
+    let (code, err) = tf(&["apply", "-input=false", "-no-color", "-auto-approve"]);
+    assert_eq!(code, 64, "apply without the reviewed plan: {err}");
+    let (code, err) = tf(&["plan", "-input=false", "-no-color", "-detailed-exitcode", "-out=p", "-var=nme=x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("undeclared variable"), "{err}");
+
+    let helm = |args: &[&str]| {
+        let out = std::process::Command::new(standins::repo().join("tests/fixtures/bin/helm"))
+            .args(args)
+            .current_dir(standins::repo())
+            .env("FAKE_HELM_STATE", o.path("helm"))
+            .output()
+            .unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let base = ["upgrade", "--install", "web", "examples/platform/chart", "--namespace", "web", "--timeout", "60s"];
+    let (code, err) = helm(&[&base[..], &["--atomic", "--output", "json"]].concat());
+    assert_eq!(code, 64, "no --wait: {err}");
+    let (code, err) = helm(&[&base[..], &["--wait", "--atomic"]].concat());
+    assert_eq!(code, 64, "no --output json: {err}");
+    let (code, err) = helm(&[
+        "upgrade",
+        "--install",
+        "web",
+        "no/such/chart",
+        "--namespace",
+        "web",
+        "--timeout",
+        "60s",
+        "--wait",
+        "--atomic",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(helm(&[&base[..], &["--wait", "--atomic", "--output", "json"]].concat()).0, 0);
+    let (code, err) = helm(&["uninstall", "web", "--namespace", "web"]);
+    assert_eq!(code, 64, "uninstall without --wait: {err}");
+}
