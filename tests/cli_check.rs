@@ -81,6 +81,10 @@ human_cases! {
     human_secret_leak_log_interpolation => "secret_leak_log_interpolation",
     human_config_unknown_typo => "config_unknown_typo",
     human_config_type_string_for_int => "config_type_string_for_int",
+    human_flow_missing_key_compensation_imported => "flow_missing_key_compensation_imported",
+    human_type_effect_flow_binding => "type_effect_flow_binding",
+    human_secret_leak_step_output => "secret_leak_step_output",
+    human_flow_conflicting_writes_for_existing_key => "flow_conflicting_writes_for_existing_key",
 }
 
 /// `--format json` of one err case: checked against the brief's shape, then snapshotted.
