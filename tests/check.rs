@@ -130,14 +130,14 @@ fn err_files_give_the_expected_diagnostic() {
             continue;
         };
         let result = check_path(&path);
-        // The expected code must be reported at the expected line of this file.
-        let file_name = result
-            .diagnostics
-            .iter()
-            .find(|d| d.file_name().ends_with(path.file_name().unwrap().to_str().unwrap()))
-            .map(|d| d.file_name().to_string());
+        // The expected code must be reported, as an error, at the expected line of this file
+        // (not of a helper module it imports).
+        let own_name = path.to_string_lossy().to_string();
         let found = result.diagnostics.iter().any(|d| {
-            d.code.as_str() == code && d.position().0 == line && file_name.as_deref().is_none_or(|f| d.file_name() == f)
+            d.code.as_str() == code
+                && d.severity == Severity::Error
+                && d.position().0 == line
+                && d.file_name() == own_name
         });
         // Any other error (a different code) means the case tests more than one thing.
         let stray: Vec<&Diagnostic> =
@@ -158,6 +158,52 @@ fn err_files_give_the_expected_diagnostic() {
     }
     assert!(count >= 70, "expected at least 70 err cases, found {count}");
     assert!(failures.is_empty(), "err files that do not give their expected diagnostic:\n{failures}");
+}
+
+/// The check-time codes of the brief's section 10.
+const CHECK_TIME_CODES: &[&str] = &[
+    "orch::parse::syntax",
+    "orch::name::unknown",
+    "orch::name::duplicate",
+    "orch::import::not_found",
+    "orch::import::cycle",
+    "orch::type::mismatch",
+    "orch::type::unknown_field",
+    "orch::type::missing_field",
+    "orch::type::arity",
+    "orch::type::effect",
+    "orch::step::output_mismatch",
+    "orch::flow::missing_key",
+    "orch::flow::key_type",
+    "orch::flow::parallel_dependency",
+    "orch::flow::conflicting_writes",
+    "orch::flow::cycle",
+    "orch::flow::missing_output",
+    "orch::lifecycle::unknown_state",
+    "orch::lifecycle::bad_transition",
+    "orch::lifecycle::state_mismatch",
+    "orch::secret::leak",
+    "orch::config::unknown",
+    "orch::config::type",
+];
+
+#[test]
+fn every_check_time_code_has_several_cases() {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for path in cases(&root().join("tests/check/err")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Some((code, _)) = expectation(&text) {
+            *counts.entry(code).or_default() += 1;
+        }
+    }
+    let thin: Vec<String> = CHECK_TIME_CODES
+        .iter()
+        .filter(|c| counts.get(**c).copied().unwrap_or(0) < 3)
+        .map(|c| format!("{c} ({})", counts.get(*c).copied().unwrap_or(0)))
+        .collect();
+    assert!(thin.is_empty(), "codes with fewer than 3 err cases: {}", thin.join(", "));
+    let unknown: Vec<&String> = counts.keys().filter(|c| !CHECK_TIME_CODES.contains(&c.as_str())).collect();
+    assert!(unknown.is_empty(), "err cases expecting codes that are not check-time codes: {unknown:?}");
 }
 
 #[test]
