@@ -38,7 +38,9 @@ fn describe(d: &Diagnostic) -> String {
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    format!("{sev} {} at {}:{line}:{col}: {}", d.code.as_str(), d.file_name(), d.message)
+    let root = format!("{}/", root().display());
+    let file = d.file_name().strip_prefix(root.as_str()).unwrap_or(d.file_name());
+    format!("{sev} {} at {file}:{line}:{col}: {}", d.code.as_str(), d.message)
 }
 
 fn listing(result: &CheckResult) -> String {
