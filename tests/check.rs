@@ -1,0 +1,219 @@
+//! The checker's corpus: `tests/check/ok/*.orch` must check clean, and each
+//! `tests/check/err/*.orch` must give the code its header names at the line it names.
+//!
+//! Files under a `lib/` folder are helper modules imported by the cases, not cases themselves.
+//! One test per directory reports every failing file at once.
+
+use orch::check::{check_path, CheckResult};
+use orch::diagnostics::{Diagnostic, Severity};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Every `.orch` file below `dir`, sorted, skipping `lib/` folders.
+fn cases(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if !dir.is_dir() {
+        return out;
+    }
+    for entry in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| !(e.file_type().is_dir() && e.file_name() == "lib"))
+        .filter_map(Result::ok)
+    {
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "orch") {
+            out.push(entry.into_path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn describe(d: &Diagnostic) -> String {
+    let (line, col) = d.position();
+    let sev = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let root = format!("{}/", root().display());
+    let file = d.file_name().strip_prefix(root.as_str()).unwrap_or(d.file_name());
+    format!("{sev} {} at {file}:{line}:{col}: {}", d.code.as_str(), d.message)
+}
+
+fn listing(result: &CheckResult) -> String {
+    let mut s = String::new();
+    if result.diagnostics.is_empty() {
+        s.push_str("      (no diagnostics)\n");
+    }
+    for d in &result.diagnostics {
+        let _ = writeln!(s, "      {}", describe(d));
+    }
+    s
+}
+
+/// `// warnings: N` in the leading comment lines of an ok file.
+fn allowed_warnings(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| l.trim_start().starts_with("//"))
+        .find_map(|l| l.trim_start().trim_start_matches('/').trim().strip_prefix("warnings:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Checks every file of `dirs` (relative to the repository root) cleanly; returns the failures.
+fn check_clean(dirs: &[&str]) -> (usize, String) {
+    let mut failures = String::new();
+    let mut count = 0;
+    for dir in dirs {
+        for path in cases(&root().join(dir)) {
+            count += 1;
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let allowed = allowed_warnings(&text);
+            let result = check_path(&path);
+            let errors = result.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            let warnings = result.diagnostics.len() - errors;
+            if errors > 0 || warnings != allowed || result.program.is_none() {
+                let _ = writeln!(
+                    failures,
+                    "  {}: {errors} errors, {warnings} warnings (allowed {allowed}), program {}\n{}",
+                    path.strip_prefix(root()).unwrap_or(&path).display(),
+                    if result.program.is_some() { "built" } else { "missing" },
+                    listing(&result)
+                );
+            }
+        }
+    }
+    (count, failures)
+}
+
+#[test]
+fn ok_files_check_clean() {
+    let (count, failures) = check_clean(&["tests/check/ok"]);
+    assert!(count >= 12, "expected at least 12 ok cases, found {count}");
+    assert!(failures.is_empty(), "ok files that do not check clean:\n{failures}");
+}
+
+#[test]
+fn examples_and_stdlib_check_clean() {
+    // Either may not exist yet: then the walk finds nothing and there is nothing to prove.
+    let (_, failures) = check_clean(&["examples", "stdlib"]);
+    assert!(failures.is_empty(), "examples/stdlib files that do not check clean:\n{failures}");
+}
+
+/// Parses `// expect: orch::CODE line N` from the first line.
+fn expectation(text: &str) -> Option<(String, usize)> {
+    let first = text.lines().next()?.trim();
+    let rest = first.strip_prefix("//")?.trim().strip_prefix("expect:")?.trim();
+    let mut parts = rest.split_whitespace();
+    let code = parts.next()?.to_string();
+    if parts.next()? != "line" {
+        return None;
+    }
+    let line = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((code, line))
+}
+
+#[test]
+fn err_files_give_the_expected_diagnostic() {
+    let mut failures = String::new();
+    let mut count = 0;
+    for path in cases(&root().join("tests/check/err")) {
+        count += 1;
+        let shown = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let Some((code, line)) = expectation(&text) else {
+            let _ = writeln!(failures, "  {shown}: first line is not `// expect: orch::CODE line N`\n");
+            continue;
+        };
+        let result = check_path(&path);
+        // The expected code must be reported, as an error, at the expected line of this file
+        // (not of a helper module it imports).
+        let own_name = path.to_string_lossy().to_string();
+        let found = result.diagnostics.iter().any(|d| {
+            d.code.as_str() == code
+                && d.severity == Severity::Error
+                && d.position().0 == line
+                && d.file_name() == own_name
+        });
+        // Any other error (a different code) means the case tests more than one thing.
+        let stray: Vec<&Diagnostic> =
+            result.diagnostics.iter().filter(|d| d.severity == Severity::Error && d.code.as_str() != code).collect();
+        if !found || !stray.is_empty() || result.program.is_some() {
+            let mut why = vec![];
+            if !found {
+                why.push(format!("expected {code} at line {line}"));
+            }
+            if !stray.is_empty() {
+                why.push(format!("{} other error(s)", stray.len()));
+            }
+            if result.program.is_some() {
+                why.push("a program was built".to_string());
+            }
+            let _ = writeln!(failures, "  {shown}: {}; got:\n{}", why.join(", "), listing(&result));
+        }
+    }
+    assert!(count >= 70, "expected at least 70 err cases, found {count}");
+    assert!(failures.is_empty(), "err files that do not give their expected diagnostic:\n{failures}");
+}
+
+/// The check-time codes of the brief's section 10.
+const CHECK_TIME_CODES: &[&str] = &[
+    "orch::parse::syntax",
+    "orch::name::unknown",
+    "orch::name::duplicate",
+    "orch::import::not_found",
+    "orch::import::cycle",
+    "orch::type::mismatch",
+    "orch::type::unknown_field",
+    "orch::type::missing_field",
+    "orch::type::arity",
+    "orch::type::effect",
+    "orch::step::output_mismatch",
+    "orch::flow::missing_key",
+    "orch::flow::key_type",
+    "orch::flow::parallel_dependency",
+    "orch::flow::conflicting_writes",
+    "orch::flow::cycle",
+    "orch::flow::missing_output",
+    "orch::lifecycle::unknown_state",
+    "orch::lifecycle::bad_transition",
+    "orch::lifecycle::state_mismatch",
+    "orch::secret::leak",
+    "orch::config::unknown",
+    "orch::config::type",
+];
+
+#[test]
+fn every_check_time_code_has_several_cases() {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for path in cases(&root().join("tests/check/err")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Some((code, _)) = expectation(&text) {
+            *counts.entry(code).or_default() += 1;
+        }
+    }
+    let thin: Vec<String> = CHECK_TIME_CODES
+        .iter()
+        .filter(|c| counts.get(**c).copied().unwrap_or(0) < 3)
+        .map(|c| format!("{c} ({})", counts.get(*c).copied().unwrap_or(0)))
+        .collect();
+    assert!(thin.is_empty(), "codes with fewer than 3 err cases: {}", thin.join(", "));
+    let unknown: Vec<&String> = counts.keys().filter(|c| !CHECK_TIME_CODES.contains(&c.as_str())).collect();
+    assert!(unknown.is_empty(), "err cases expecting codes that are not check-time codes: {unknown:?}");
+}
+
+#[test]
+fn expectation_header_is_parsed_strictly() {
+    assert_eq!(expectation("// expect: orch::flow::cycle line 12\n"), Some(("orch::flow::cycle".into(), 12)));
+    assert_eq!(expectation("// expect: orch::flow::cycle at 12\n"), None);
+    assert_eq!(expectation("// expect: orch::flow::cycle line x\n"), None);
+    assert_eq!(expectation("step a() -> () { {} }\n"), None);
+    assert_eq!(allowed_warnings("// a test\n// warnings: 2\nstep x() -> () { {} }"), 2);
+    assert_eq!(allowed_warnings("step x() -> () { {} }\n// warnings: 2"), 0);
+}
