@@ -17,6 +17,9 @@ impl Checker {
         // Enums and lifecycles need nothing else.
         for &m in &mods {
             for i in 0..self.modules[m].ast().items.len() {
+                if self.is_duplicate(m, i) {
+                    continue;
+                }
                 let prefix = self.modules[m].prefix.clone();
                 match &self.modules[m].ast().items[i].kind {
                     ItemKind::Enum(e) => {
@@ -64,6 +67,9 @@ impl Checker {
         // Products' lifecycles, so that `P@state` types can be checked while resolving fields.
         for &m in &mods {
             for i in 0..self.modules[m].ast().items.len() {
+                if self.is_duplicate(m, i) {
+                    continue;
+                }
                 let ItemKind::Product(p) = &self.modules[m].ast().items[i].kind else { continue };
                 let (pname, lpath) = (p.name.name.clone(), p.lifecycle.clone());
                 let qname = format!("{}{}", self.modules[m].prefix, pname);
@@ -89,6 +95,9 @@ impl Checker {
         // Blocks, product fields, configs, secrets, signatures.
         for &m in &mods {
             for i in 0..self.modules[m].ast().items.len() {
+                if self.is_duplicate(m, i) {
+                    continue;
+                }
                 // Steps and workflows are borrowed out of the tree rather than cloned: their bodies
                 // are most of a large program. Nothing reads them by index while they are out.
                 let is_routine =
@@ -358,6 +367,9 @@ impl Checker {
     pub(super) fn check_bodies(&mut self) {
         for m in self.parsed() {
             for i in 0..self.modules[m].ast().items.len() {
+                if self.is_duplicate(m, i) {
+                    continue;
+                }
                 if !matches!(
                     self.modules[m].ast().items[i].kind,
                     ItemKind::Step(_) | ItemKind::Workflow(_) | ItemKind::Config(_) | ItemKind::Environment(_)
@@ -647,7 +659,9 @@ impl Checker {
                 ir::Expr { kind: ir::ExprKind::Record(vec![]), ty: Type::unit(), loc: self.loc(m, body.span) }
             }
             Some(r) => {
+                self.literal_checked_by_caller = Some(r.span);
                 let v = self.expr(m, scope, r, Some(&expected));
+                self.literal_checked_by_caller = None;
                 self.check_outputs(m, r, &v, outputs, outputs_span);
                 v
             }

@@ -245,6 +245,15 @@ impl Checker {
                     }
                     out.push((f.name.name.clone(), v));
                 }
+                if let Some(want_fields) = hint_fields.as_ref().filter(|_| self.literal_checked_by_caller != Some(span))
+                {
+                    if self.record_literal_fields(m, span, fields, &types, want_fields, expected) {
+                        // Reported as missing or unknown fields; the literal stands for the type the
+                        // context wants, so the caller does not add a mismatch on top.
+                        let ty = expected.map(Type::unwrap_optional).cloned().unwrap_or(Type::Never);
+                        return self.lower(m, span, K::Record(out), ty);
+                    }
+                }
                 self.lower(m, span, K::Record(out), Type::Record(types))
             }
             ExprKind::List(items) => {
@@ -427,11 +436,9 @@ impl Checker {
                 let mut out = vec![];
                 for (path, value) in updates {
                     let target = self.path_type(m, &b.ty, path);
-                    let v = self.expr(m, scope, value, target.as_ref());
-                    if let Some(t) = &target {
-                        // A `when` field is set with a value of its declared type.
-                        let t = t.unwrap_optional().clone();
-                        self.expect(m, &v, value.span, &t, None);
+                    let v = self.expr(m, scope, value, target.as_ref().map(|(_, declared)| declared));
+                    if let Some((_, declared)) = &target {
+                        self.expect(m, &v, value.span, declared, None);
                     }
                     out.push((path.iter().map(|p| p.name.clone()).collect(), v));
                 }
@@ -670,8 +677,11 @@ impl Checker {
     }
 
     /// The type at a dotted path inside a value, for `with` updates.
-    fn path_type(&mut self, m: ModId, base: &Type, path: &[ast::Ident]) -> Option<Type> {
+    /// The type a `with` path reaches (as it reads), and the type a new value there must have: the
+    /// field's declared type, so a `T?` field takes `none` and a `when` field takes a `T`.
+    fn path_type(&mut self, m: ModId, base: &Type, path: &[ast::Ident]) -> Option<(Type, Type)> {
         let mut t = base.clone();
+        let mut declared = None;
         for (i, seg) in path.iter().enumerate() {
             // Inner optional blocks are updated in place, as the brief's `node.ims_id` does.
             let cur = if i == 0 { t.clone() } else { t.unwrap_optional().clone() };
@@ -709,9 +719,17 @@ impl Checker {
             if next == Type::Never {
                 return None;
             }
+            declared = match &cur {
+                Type::Block(b) => self.blocks.get(b).and_then(|d| d.fields.get(&seg.name)).map(|f| f.ty.clone()),
+                Type::Product { name, .. } => {
+                    self.products.get(name).and_then(|d| d.fields.get(&seg.name)).map(|f| f.ty.clone())
+                }
+                _ => None,
+            };
             t = next;
         }
-        Some(t)
+        let declared = declared.unwrap_or_else(|| t.clone());
+        Some((t, declared))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1199,7 +1217,9 @@ impl Checker {
                 continue;
             };
             let want = Self::field_in_state(&fd.ty, &fd.when, initial.as_deref());
+            self.literal_checked_by_caller = Some(a.value.span);
             let v = self.expr(m, scope, &a.value, Some(&want));
+            self.literal_checked_by_caller = None;
             self.check_field_value(m, &a.value, &v, &want, initial.as_deref());
             fields.push((name.name.clone(), v));
         }
@@ -1384,5 +1404,57 @@ fn item_path(e: &ast::Expr) -> Option<Vec<&str>> {
             Some(p)
         }
         _ => None,
+    }
+}
+
+impl Checker {
+    /// A record literal where a record type or block is expected: required fields it lacks are
+    /// `type::missing_field` (one error naming them all), fields the type has not are
+    /// `type::unknown_field`. Returns whether anything was reported.
+    fn record_literal_fields(
+        &mut self,
+        m: ModId,
+        span: Span,
+        given: &[ast::RecordField],
+        types: &IndexMap<String, Type>,
+        want: &IndexMap<String, Type>,
+        expected: Option<&Type>,
+    ) -> bool {
+        let shape = match expected.map(Type::unwrap_optional) {
+            Some(Type::Block(b)) => format!("block `{b}`"),
+            Some(t) => format!("`{t}`"),
+            None => return false,
+        };
+        let mut reported = false;
+        for f in given {
+            if !want.contains_key(&f.name.name) {
+                let known: Vec<&str> = want.keys().map(String::as_str).collect();
+                self.err(
+                    CheckError::new(
+                        Code::TypeUnknownField,
+                        Self::at(m, f.name.span),
+                        format!("`{}` is not a field of {shape}", f.name.name),
+                        "unknown field",
+                    )
+                    .help(format!("its fields are: {}", known.join(", "))),
+                );
+                reported = true;
+            }
+        }
+        let missing: Vec<String> = want
+            .iter()
+            .filter(|(name, ty)| !ty.is_optional() && !types.contains_key(*name))
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        if !missing.is_empty() {
+            self.err(CheckError::new(
+                Code::TypeMissingField,
+                Self::at(m, span),
+                format!("this record lacks {}, required by {shape}", missing.join(", ")),
+                "missing fields",
+            ));
+            reported = true;
+        }
+        reported
     }
 }

@@ -49,6 +49,9 @@ struct FlowCx {
     all_calls: Vec<(Span, Vec<String>, String)>,
     /// (step, output, key) of every call, for the unused-output lint.
     call_outputs: Vec<(String, String, String)>,
+    /// A call did not resolve (already reported): it might have written any key, so missing keys
+    /// and outputs are not reported on top of it.
+    unresolved: bool,
 }
 
 impl FlowCx {
@@ -79,12 +82,15 @@ impl Checker {
             sinks: vec![],
             all_calls: vec![],
             call_outputs: vec![],
+            unresolved: false,
         };
         self.collect_calls(m, &w.body, &mut cx.all_calls);
+        cx.unresolved = self.any_unresolved(m, &w.body);
         let (flow, end) = self.flow(&mut cx, &w.body, state);
-        let mut ok = true;
+        let mut ok = !cx.unresolved;
         for (name, (ty, span)) in &sig.outputs {
             match end.get(name) {
+                None if cx.unresolved => {}
                 None => {
                     ok = false;
                     let mut e = CheckError::new(
@@ -164,6 +170,20 @@ impl Checker {
             }
             FlowKind::For { body, .. } => self.collect_calls(m, body, out),
             FlowKind::Group(x) => self.collect_calls(m, x, out),
+        }
+    }
+
+    fn any_unresolved(&self, m: ModId, f: &ast::Flow) -> bool {
+        let call = |c: &ast::FlowCall| self.call_sig(m, c).is_none();
+        match &f.kind {
+            FlowKind::Call(c) => call(c),
+            FlowKind::Seq(xs) | FlowKind::Par(xs) => xs.iter().any(|x| self.any_unresolved(m, x)),
+            FlowKind::Graph(items) => items.iter().any(|it| call(&it.call)),
+            FlowKind::If { then, otherwise, .. } => {
+                self.any_unresolved(m, then) || otherwise.as_ref().is_some_and(|o| self.any_unresolved(m, o))
+            }
+            FlowKind::For { body, .. } => self.any_unresolved(m, body),
+            FlowKind::Group(x) => self.any_unresolved(m, x),
         }
     }
 
@@ -808,6 +828,9 @@ impl Checker {
     }
 
     fn missing(&mut self, cx: &mut FlowCx, miss: Missing) {
+        if cx.unresolved {
+            return;
+        }
         if let Some(sink) = cx.sinks.last_mut() {
             sink.push(miss);
             return;

@@ -5,7 +5,7 @@ use super::error::{At, CheckError, ModId};
 use crate::diagnostics::{Code, Source};
 use crate::syntax::ast::{self, ItemKind, Span, UseTarget};
 use indexmap::IndexMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,6 +50,11 @@ pub struct ModuleInfo {
     pub prefix: String,
     /// Import alias to module.
     pub imports: HashMap<String, ModId>,
+    /// Aliases of imports that failed (reported once): names under them are not reported again.
+    pub failed_imports: HashSet<String>,
+    /// Names defined twice as different kinds of item (an enum and a block, say): which one a use
+    /// means is unknown, so its uses are not checked further.
+    pub ambiguous: HashSet<String>,
     /// Name to (kind, index into `ast.items`).
     pub items: IndexMap<String, (ItemTag, usize)>,
 }
@@ -175,6 +180,9 @@ pub fn load(name: &str, text: &str, dir: Option<&Path>, root_key: Option<PathBuf
                     (alias.clone(), found)
                 }
             };
+            if found.is_none() {
+                loader.modules[id].failed_imports.insert(alias.name.clone());
+            }
             if let Some(m) = found {
                 if loader.modules[id].imports.insert(alias.name.clone(), m).is_some()
                     || loader.modules[id].items.contains_key(&alias.name)
@@ -214,6 +222,8 @@ impl Loader {
             ast,
             prefix,
             imports: HashMap::new(),
+            failed_imports: HashSet::new(),
+            ambiguous: HashSet::new(),
             items: IndexMap::new(),
         });
         self.dirs.push(dir);
@@ -290,11 +300,15 @@ impl Loader {
 pub fn collect_names(modules: &mut [ModuleInfo], errors: &mut Vec<CheckError>) {
     for (id, m) in modules.iter_mut().enumerate() {
         let Some(ast) = &m.ast else { continue };
-        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut seen: HashMap<String, (Span, std::mem::Discriminant<ItemKind>)> = HashMap::new();
         let mut items = IndexMap::new();
+        let mut ambiguous = HashSet::new();
         for (i, item) in ast.items.iter().enumerate() {
             let Some(name) = item.kind.name() else { continue };
-            if let Some(first) = seen.get(&name.name) {
+            if let Some((first, kind)) = seen.get(&name.name) {
+                if *kind != std::mem::discriminant(&item.kind) {
+                    ambiguous.insert(name.name.clone());
+                }
                 errors.push(
                     CheckError::new(
                         Code::NameDuplicate,
@@ -307,7 +321,7 @@ pub fn collect_names(modules: &mut [ModuleInfo], errors: &mut Vec<CheckError>) {
                 );
                 continue;
             }
-            seen.insert(name.name.clone(), name.span);
+            seen.insert(name.name.clone(), (name.span, std::mem::discriminant(&item.kind)));
             let tag = match &item.kind {
                 ItemKind::Use(_) => continue,
                 ItemKind::Config(_) => ItemTag::Config,
@@ -324,5 +338,6 @@ pub fn collect_names(modules: &mut [ModuleInfo], errors: &mut Vec<CheckError>) {
             items.insert(name.name.clone(), (tag, i));
         }
         m.items = items;
+        m.ambiguous = ambiguous;
     }
 }

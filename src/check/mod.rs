@@ -122,6 +122,9 @@ pub(crate) struct Checker {
     pub workflows: IndexMap<String, ir::WorkflowDef>,
     // For the lints.
     pub called: HashSet<String>,
+    /// A record literal whose fields the caller compares itself, with a better message: the
+    /// record ending a step body (`step::output_mismatch`), a block given to `P.new` (per state).
+    pub literal_checked_by_caller: Option<ast::Span>,
     pub used_outputs: HashSet<(String, String)>,
 }
 
@@ -153,6 +156,7 @@ impl Checker {
             steps: IndexMap::new(),
             workflows: IndexMap::new(),
             called: HashSet::new(),
+            literal_checked_by_caller: None,
             used_outputs: HashSet::new(),
         }
     }
@@ -215,6 +219,14 @@ impl Checker {
         self.errors.extend(errs);
     }
 
+    /// Item `i` of module `m` repeats an earlier item's name (reported by `collect_names`): it is
+    /// left out, so that uses of the name are checked against the first definition only.
+    pub fn is_duplicate(&self, m: ModId, i: usize) -> bool {
+        let info = &self.modules[m];
+        let Some(name) = info.ast().items[i].kind.name() else { return false };
+        info.items.get(&name.name).is_some_and(|&(_, first)| first != i)
+    }
+
     /// Resolves `a` or `module.a` as seen from module `m`.
     pub fn lookup(&self, m: ModId, path: &[&str]) -> Option<Found> {
         match path {
@@ -237,6 +249,15 @@ impl Checker {
         let segs: Vec<&str> = path.segments.iter().map(|s| s.name.as_str()).collect();
         if let Some(found) = self.lookup(m, &segs) {
             return Some(found);
+        }
+        // A name in a module that failed to import or to parse: that failure is the one error.
+        if segs.len() == 2 {
+            let info = &self.modules[m];
+            let broken = info.failed_imports.contains(segs[0])
+                || info.imports.get(segs[0]).is_some_and(|&t| self.modules[t].ast.is_none());
+            if broken {
+                return None;
+            }
         }
         let dotted = path.dotted();
         let mut e = CheckError::new(
@@ -286,9 +307,13 @@ impl Checker {
         }
     }
 
-    /// Warnings for the root module: steps nothing calls, outputs nothing reads.
+    /// Warnings for the root module: steps nothing calls, outputs nothing reads. A file without
+    /// workflows is a library (like the stdlib modules): its steps are there for importers to call.
     fn lint_root(&mut self) {
         if self.modules.is_empty() || self.modules[0].ast.is_none() || self.errors.iter().any(|e| !e.warning) {
+            return;
+        }
+        if !self.sigs.values().any(|s| s.module == 0 && s.is_workflow) {
             return;
         }
         let mut warnings = vec![];

@@ -61,6 +61,9 @@ impl Checker {
                     }
                 }
                 let Some(found) = self.lookup_or_report(m, path, "type") else { return Type::Never };
+                if self.modules[found.module].ambiguous.contains(path.segments.last().map_or("", |s| s.name.as_str())) {
+                    return Type::Never;
+                }
                 let ty = match found.tag {
                     ItemTag::Enum => Type::Enum(found.qname.clone()),
                     ItemTag::Block => Type::Block(found.qname.clone()),
@@ -90,6 +93,8 @@ impl Checker {
                                 )
                                 .help(format!("the states are: {states}")),
                             );
+                            // Reported; uses of this type are not compared by state.
+                            return Type::Product { name, state: None };
                         }
                         Type::Product { name, state: Some(s.name.clone()) }
                     }
@@ -172,7 +177,8 @@ impl Checker {
 
     /// Whether a value of type `a` may be used where `b` is expected.
     pub fn fits(&self, a: &Type, b: &Type) -> bool {
-        if a.assignable_to(b) {
+        // `Never` stands for a type that failed to resolve (already reported): anything goes there.
+        if a.assignable_to(b) || *b == Type::Never {
             return true;
         }
         match (a, b) {
@@ -190,6 +196,10 @@ impl Checker {
             }
             // A record value for a block: every field known, every always-required field given.
             (Type::Record(_), Type::Block(name)) => self.fits(a, &self.block_view(name, None)),
+            // A product whose lifecycle did not resolve (already reported) has no states to compare.
+            (Type::Product { name: x, .. }, Type::Product { name: y, .. }) if x == y => {
+                self.products.get(x).is_some_and(|p| p.lifecycle.is_empty())
+            }
             _ => false,
         }
     }
@@ -214,6 +224,9 @@ impl Checker {
                 Some(Type::Product { name: x.clone(), state: None })
             }
             (Type::Optional(x), y) | (y, Type::Optional(x)) => self.join(x, y).map(Type::optional),
+            // A list of arguments may mix plain strings and secrets; the whole list is then secret
+            // (it may go only where a secret may, e.g. `exec` args).
+            (Type::Str, Type::Secret) | (Type::Secret, Type::Str) => Some(Type::Secret),
             _ => None,
         }
     }

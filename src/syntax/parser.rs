@@ -895,7 +895,7 @@ impl<'s> Builder<'s> {
                     ">=" => BinaryOp::Ge,
                     "and" => BinaryOp::And,
                     "or" => BinaryOp::Or,
-                    other => unreachable!("not an operator: {other}"),
+                    other => unreachable!("binary_op matched {other:?}"),
                 };
                 while let Some(&top) = ops.last() {
                     if top.precedence() < op.precedence() {
