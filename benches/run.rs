@@ -16,7 +16,11 @@ const CONCURRENCY: usize = 16;
 
 fn orchc() -> std::path::PathBuf {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo").args(["build", "--release", "--quiet", "--bin", "orchc"]).current_dir(&root).status().unwrap();
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "orchc"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
     assert!(status.success());
     root.join("target/release/orchc")
 }
@@ -55,7 +59,11 @@ fn main() {
     let base = time_run(&bin, &one, dir.path(), &[]);
     let full = time_run(&bin, &long, dir.path(), &[]);
     let per_step = (full.saturating_sub(base)).as_secs_f64() * 1000.0 / (STEPS - 1) as f64;
-    println!("chain of {STEPS} no-I/O steps: {:.0} ms (1 step: {:.0} ms) => {per_step:.3} ms per step", full.as_secs_f64() * 1000.0, base.as_secs_f64() * 1000.0);
+    println!(
+        "chain of {STEPS} no-I/O steps: {:.0} ms (1 step: {:.0} ms) => {per_step:.3} ms per step",
+        full.as_secs_f64() * 1000.0,
+        base.as_secs_f64() * 1000.0
+    );
 
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}", server.server_addr().to_ip().unwrap());
