@@ -394,3 +394,23 @@ fn a_store_from_a_newer_orchc_is_refused_and_left_untouched() {
     assert!(text(&out).contains("newer orchc"), "{}", text(&out));
     assert_eq!(std::fs::read(o.db()).unwrap(), before);
 }
+
+/// `tests/run/stores/v1-hello.db` was written by the orchc of schema version 1 after one run of
+/// `examples/hello`. This orchc migrates it in place and keeps what it holds.
+#[test]
+fn a_store_from_an_older_orchc_is_migrated_and_keeps_its_runs() {
+    let o = Orchc::new();
+    std::fs::copy(support::repo().join("tests/run/stores/v1-hello.db"), o.db()).unwrap();
+    let version = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(version(&o.db()), 1);
+    let show = o.show("d2f2fa62b623");
+    assert_eq!(show["status"], "completed", "{show:#}");
+    assert!(version(&o.db()) > 1);
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let (code, out, _) = o.json(&["run", hello.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out:#}");
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
+}

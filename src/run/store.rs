@@ -182,6 +182,9 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
         kind TEXT NOT NULL, detail TEXT NOT NULL);
      CREATE INDEX events_by_run ON events(run_id, seq);",
+    // 2: completing a step numbers it after the run's last one; without this index that lookup
+    // scans every step of the run, which made long runs quadratic.
+    "CREATE INDEX steps_by_seq ON steps(run_id, seq);",
 ];
 
 pub struct SqliteStore {
@@ -411,22 +414,35 @@ impl Store for SqliteStore {
     fn start_attempt(&self, run: &str, path: &str, step: &str, n: i64, reads: &Value) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
-        tx.execute(
-            "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
-             ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
-            params![run, path, step, reads.to_string(), now],
-        )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![run, path, n, now],
-        )?;
-        tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
-            params![run, now, serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()],
-        )?;
-        tx.commit()?;
-        Ok(())
+        // The start of an attempt is bookkeeping: a step that is not completed runs again on resume
+        // whether or not its start was recorded. So this commit skips the fsync (synchronous=NORMAL):
+        // it survives the process being killed (the OS has the write), and the WAL being
+        // append-only, the next FULL commit (the step's completion) makes it durable too.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = (|| -> Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            tx.prepare_cached(
+                "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
+                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
+            )?
+            .execute(params![run, path, step, reads.to_string(), now])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
+            )?
+            .execute(params![run, path, n, now])?;
+            tx.prepare_cached(
+                "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
+            )?
+            .execute(params![
+                run,
+                now,
+                serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()
+            ])?;
+            tx.commit()?;
+            Ok(())
+        })();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        result
     }
 
     fn fail_attempt(&self, run: &str, path: &str, n: i64, error: &str, permanent: bool) -> Result<()> {
@@ -467,17 +483,18 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let now = now_ms();
         let tx = conn.unchecked_transaction()?;
-        let seq: i64 =
-            tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1", params![run], |r| r.get(0))?;
-        tx.execute(
+        let seq: i64 = tx
+            .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1")?
+            .query_row(params![run], |r| r.get(0))?;
+        tx.prepare_cached(
             "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-            params![run, path, n, now],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![run, path, n, now])?;
+        tx.prepare_cached(
             "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
              WHERE run_id = ?1 AND path = ?2",
-            params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq],
-        )?;
+        )?
+        .execute(params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq])?;
         for sub in subscriptions {
             let id = sub["id"].as_str().unwrap_or_default();
             tx.execute(
@@ -496,10 +513,12 @@ impl Store for SqliteStore {
                 ],
             )?;
         }
-        tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)",
-            params![run, now, serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()],
-        )?;
+        tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?
+            .execute(params![
+                run,
+                now,
+                serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()
+            ])?;
         tx.commit()?;
         Ok(())
     }
