@@ -28,8 +28,12 @@ impl Progress {
                 let _ = mp.println(text);
             }
             None => {
+                // Formatted first, then written at once: stderr is unbuffered, and `eprintln!`
+                // would make a system call per piece of the line.
+                use std::io::Write;
                 let now = time::OffsetDateTime::now_utc();
-                eprintln!("{:02}:{:02}:{:02} {text}", now.hour(), now.minute(), now.second());
+                let line = format!("{:02}:{:02}:{:02} {text}\n", now.hour(), now.minute(), now.second());
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
         }
     }
