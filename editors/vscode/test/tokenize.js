@@ -101,4 +101,8 @@ async function main() {
   process.stdout.write('\n');
 }
 
-main().catch((e) => fail(e.stack || String(e)));
+if (require.main === module) {
+  main().catch((e) => fail(e.stack || String(e)));
+}
+
+module.exports = { loadRegistry, tokenizeText };
