@@ -958,3 +958,13 @@ fn vim_highlights_the_fixtures_as_their_assertions_say() {
     assert!(checked >= 300, "only {checked} vim checks");
     assert!(failures.is_empty(), "{} of {checked} vim checks failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn the_textmate_grammar_is_what_build_py_makes() {
+    let out = Command::new("python3")
+        .arg(repo().join("editors/vscode/syntaxes/build.py"))
+        .arg("--check")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): run `bash scripts/install-test-deps`"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
