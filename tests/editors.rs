@@ -517,6 +517,24 @@ fn expectations(v: &Value, out: &mut Vec<Expect>) {
     }
 }
 
+/// What the parser's tree of a module says about its positions (comments included).
+fn module_expectations(module: &orch::syntax::ast::Module) -> Vec<Expect> {
+    let mut expect = vec![];
+    for c in &module.comments {
+        let scopes: &'static [&'static str] =
+            if c.doc { &["comment.line.documentation.orch"] } else { &["comment.line.double-slash.orch"] };
+        expect.push(Expect { offset: c.span.start, what: "a comment", scopes });
+        // The end of the comment too: nothing in it ends it early.
+        expect.push(Expect { offset: c.span.end - 1, what: "the end of a comment", scopes });
+    }
+    let tree = serde_json::to_value(&module.items).expect("the tree serializes");
+    expectations(&tree, &mut expect);
+    // A called name is a function, not a variable.
+    let callees: BTreeSet<usize> = expect.iter().filter(|e| e.what == "a callee").map(|e| e.offset).collect();
+    expect.retain(|e| !(e.what == "a name" && callees.contains(&e.offset)));
+    expect
+}
+
 const DECLARATION_META: &[&str] = &[
     "meta.import.orch",
     "meta.config.orch",
@@ -556,19 +574,7 @@ fn every_orch_file_is_tokenized_as_the_parser_reads_it() {
         };
         parsed += 1;
         let pos = Positions::new(&text);
-        let mut expect = vec![];
-        for c in &module.comments {
-            let scopes: &'static [&'static str] =
-                if c.doc { &["comment.line.documentation.orch"] } else { &["comment.line.double-slash.orch"] };
-            expect.push(Expect { offset: c.span.start, what: "a comment", scopes });
-            // The end of the comment too: nothing in it ends it early.
-            expect.push(Expect { offset: c.span.end - 1, what: "the end of a comment", scopes });
-        }
-        let tree = serde_json::to_value(&module.items).expect("the tree serializes");
-        expectations(&tree, &mut expect);
-        // A called name is a function, not a variable.
-        let callees: BTreeSet<usize> = expect.iter().filter(|e| e.what == "a callee").map(|e| e.offset).collect();
-        expect.retain(|e| !(e.what == "a name" && callees.contains(&e.offset)));
+        let expect = module_expectations(&module);
         for e in &expect {
             checks += 1;
             let (line, col) = pos.of(e.offset);
@@ -893,6 +899,8 @@ fn vim_equivalent(scope: &str) -> Option<&'static [&'static str]> {
         ("entity.name.type.product", &["orchTypeName"]),
         ("entity.name.type.lifecycle", &["orchTypeName"]),
         ("support.type.builtin", &["orchBuiltinType"]),
+        ("entity.name.type", &["orchType", "orchTypeName", "orchBuiltinType"]),
+        ("string.quoted.double", &["orchString"]),
         ("meta.state", &["orchState"]),
         ("support.function.builtin", &["orchBuiltin"]),
     ];
@@ -925,7 +933,14 @@ fn vim_highlights_the_fixtures_as_their_assertions_say() {
     for (file, lines) in files.iter().zip(&groups) {
         let text = std::fs::read_to_string(file).unwrap();
         for a in assertions(&text) {
-            let wanted: Vec<&'static [&'static str]> = a.want.iter().filter_map(|s| vim_equivalent(s)).collect();
+            // vim gives one group per character: inside `${}` it is the interpolation's, not the string's.
+            let interpolated = a.want.iter().any(|w| w.contains("interpolation") || w.starts_with("meta.embedded"));
+            let wanted: Vec<&'static [&'static str]> = a
+                .want
+                .iter()
+                .filter(|w| !(interpolated && w.starts_with("string")))
+                .filter_map(|s| vim_equivalent(s))
+                .collect();
             let refuse_keyword = a.refuse.iter().any(|r| r == "keyword" || r == "storage");
             for &col in &a.columns {
                 let group = lines.get(a.line - 1).and_then(|l| l.get(col)).map(String::as_str).unwrap_or("");
@@ -967,4 +982,56 @@ fn the_textmate_grammar_is_what_build_py_makes() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}): run `bash scripts/install-test-deps`"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn vim_highlights_every_orch_file_as_the_parser_reads_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> =
+        corpus(scratch.path()).into_iter().filter(|f| parse(&std::fs::read_to_string(f).unwrap()).is_ok()).collect();
+    assert!(files.len() >= 20, "only {} files parse", files.len());
+    let groups = vim_groups(&files);
+    let mut failures = vec![];
+    let mut checked = 0;
+    for (file, lines) in files.iter().zip(&groups) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let module = parse(&text).unwrap();
+        let pos = Positions::new(&text);
+        for e in module_expectations(&module) {
+            let (line, _) = pos.of(e.offset);
+            let byte_col = e.offset - pos.line_starts[line - 1];
+            let group = lines.get(line - 1).and_then(|l| l.get(byte_col)).map(String::as_str).unwrap_or("");
+            if e.what == "a name" {
+                checked += 1;
+                if VIM_KEYWORD_GROUPS.contains(&group) {
+                    failures.push(format!("{}:{line}:{}: vim highlights a name as `{group}`", rel(file), byte_col + 1));
+                }
+                continue;
+            }
+            // Only where every scope the grammar may give has a vim counterpart.
+            let Some(allowed) = e.scopes.iter().map(|s| vim_equivalent(s)).collect::<Option<Vec<_>>>() else {
+                continue;
+            };
+            checked += 1;
+            if !allowed.iter().any(|groups| groups.contains(&group)) {
+                failures.push(format!(
+                    "{}:{line}:{}: {} is `{group}` in vim, expected one of {:?}",
+                    rel(file),
+                    byte_col + 1,
+                    e.what,
+                    allowed.concat()
+                ));
+            }
+        }
+    }
+    eprintln!("{checked} positions of {} files compared in vim", files.len());
+    assert!(checked >= 2000, "only {checked} vim checks");
+    let shown: Vec<&String> = failures.iter().take(60).collect();
+    assert!(
+        failures.is_empty(),
+        "{} disagreements between vim and the parser (first {}):\n{}",
+        failures.len(),
+        shown.len(),
+        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
 }

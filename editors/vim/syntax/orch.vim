@@ -26,6 +26,8 @@ syn match orchTypeName /\%(\<\%(type\|enum\|block\|product\|lifecycle\)\s\+\)\@<
 syn match orchBuiltin /\<\%(exec\|sleep\|now\|uuid\|log\|fail\|idempotency_key\|len\|upper\|lower\|trim\|split\|join\|replace\|contains\|starts_with\|ends_with\|range\|keys\|str\|int\|float\|json_parse\|to_json\|env\|transition\)\ze\s*(/
 syn match orchBuiltin /\<http\s*\.\s*\%(get\|post\|put\|patch\|delete\)\>\ze\s*(/
 syn match orchProperty /\%(\.\s*\)\@<=\h\w*/
+" `module.Type`: a capitalized name after a dot is a type.
+syn match orchType /\%(\.\s*\)\@<=\u\w*/
 syn match orchKey /\<\h\w*\ze\s*:\%(:\)\@!/
 
 " Operators.
