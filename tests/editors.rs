@@ -683,8 +683,11 @@ fn pest_keywords() -> BTreeMap<String, &'static str> {
     words
 }
 
-fn contextual_keywords() -> Vec<String> {
-    pest_keywords().into_iter().filter(|(_, from)| *from == "contextual_keyword").map(|(w, _)| w).collect()
+fn contextual_keywords() -> &'static [String] {
+    static WORDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        pest_keywords().into_iter().filter(|(_, from)| *from == "contextual_keyword").map(|(w, _)| w).collect()
+    })
 }
 
 /// Every regular expression of a TextMate grammar (`match`, `begin`, `end`, `while`).
@@ -772,7 +775,7 @@ fn every_keyword_is_highlighted_in_the_fixtures_and_contextual_ones_also_as_plai
     }
     let never: Vec<String> = pest_keywords().into_keys().filter(|k| !as_keyword.contains(k)).collect();
     assert!(never.is_empty(), "keywords never highlighted as keywords in the fixtures: {never:?}");
-    let never_names: Vec<String> = contextual_keywords().into_iter().filter(|k| !as_name.contains(k)).collect();
+    let never_names: Vec<&String> = contextual_keywords().iter().filter(|k| !as_name.contains(*k)).collect();
     assert!(never_names.is_empty(), "contextual keywords never seen as plain names in the fixtures: {never_names:?}");
 }
 
