@@ -172,9 +172,11 @@ def param_list(begin, begin_caps, name, item_scope):
         name=name, begin_caps=begin_caps,
         end_caps={0: 'punctuation.section.parens.end.orch'})
 
-repo['outputs'] = param_list(r'(->)\s*(\()',
-    {1: 'keyword.operator.arrow.orch', 2: 'punctuation.section.parens.begin.orch'},
-    'meta.outputs.orch', 'variable.parameter.output.orch')
+# `-> (out: T, ...)`, the list possibly on the next line: from `->` to the list's `)`.
+repo['outputs'] = region(r'(->)(?=\s*(?:\(|$|//))', r'(?<=\))', [
+    '#comments',
+    param_list(r'\(', {0: 'punctuation.section.parens.begin.orch'}, None, 'variable.parameter.output.orch')],
+    name='meta.outputs.orch', begin_caps={1: 'keyword.operator.arrow.orch'})
 repo['params'] = param_list(r'\(', {0: 'punctuation.section.parens.begin.orch'},
     'meta.parameters.orch', 'variable.parameter.orch')
 
