@@ -220,3 +220,23 @@ fn expectation_header_is_parsed_strictly() {
     assert_eq!(allowed_warnings("// a test\n// warnings: 2\nstep x() -> () { {} }"), 2);
     assert_eq!(allowed_warnings("step x() -> () { {} }\n// warnings: 2"), 0);
 }
+
+/// Every ```orch example of the brief checks clean (skipped where the brief is not beside the
+/// repository, as in a bare CI checkout; `tests/check/ok/brief_1_node.orch` is a copy).
+#[test]
+fn the_brief_examples_check_clean() {
+    let brief = root().join("../shared/design/LANGUAGE.md");
+    let Ok(text) = std::fs::read_to_string(&brief) else {
+        eprintln!("skipped: {} is not there", brief.display());
+        return;
+    };
+    let mut failures = String::new();
+    for (i, block) in text.split("```orch\n").skip(1).enumerate() {
+        let src = block.split("```").next().unwrap_or("");
+        let result = orch::check::check_source(&format!("brief example {}", i + 1), src, &root());
+        if result.program.is_none() || !result.diagnostics.is_empty() {
+            let _ = writeln!(failures, "  brief example {}:\n{}", i + 1, listing(&result));
+        }
+    }
+    assert!(failures.is_empty(), "brief examples that do not check clean:\n{failures}");
+}

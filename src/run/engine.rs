@@ -5,10 +5,11 @@
 //! enclosing workflow calls and `for` iterations (`provision@4/for2[3]/patch@6`). On resume, a path
 //! with a completed execution is not run again: its stored outputs are used.
 
+use super::committer::Committer;
 use super::error::StepError;
 use super::eval::{self, Ctx, Locals};
 use super::progress::Progress;
-use super::store::Store;
+use super::store::{StepWrite, Store};
 use crate::diagnostics::Code;
 use crate::ir::{ArgSource, Call, CallTarget, Flow, Param, StepDef, StepKind, Type};
 use futures::future::BoxFuture;
@@ -48,11 +49,28 @@ impl From<super::error::RunError> for Halt {
 pub struct Engine {
     pub ctx: Arc<Ctx>,
     pub store: Arc<dyn Store>,
+    /// Attempt starts and step completions go through it, so concurrent branches share commits.
+    pub committer: Committer,
+    /// The outputs of the steps this run completed before this process took it (read once: only
+    /// this process drives the run, so nothing else adds to them).
+    pub done: std::collections::HashMap<String, Value>,
     pub run_id: String,
     pub progress: Arc<Progress>,
 }
 
 impl Engine {
+    async fn start(&self, path: &str, step: &str, n: i64, reads: &Value) -> Result<(), Halt> {
+        let write = StepWrite::Start {
+            run: self.run_id.clone(),
+            path: path.to_string(),
+            step: step.to_string(),
+            n,
+            reads: reads.clone(),
+            at_ms: super::store::now_ms(),
+        };
+        Ok(self.committer.queue(write)?)
+    }
+
     pub fn flow<'a>(&'a self, f: &'a Flow, prefix: &'a str, state: &'a mut State) -> BoxFuture<'a, Result<(), Halt>> {
         async move {
             match f {
@@ -254,7 +272,7 @@ impl Engine {
                 CallTarget::Step(name) => {
                     let step =
                         program.steps.get(name).ok_or_else(|| fail(name, StepError::permanent("unknown step")))?;
-                    if let Some(out) = self.store.completed(&self.run_id, &path)? {
+                    if let Some(out) = self.done.get(&path).cloned() {
                         self.progress.reused(name);
                         return Ok(writes(c, &out));
                     }
@@ -263,7 +281,7 @@ impl Engine {
                     let (outputs, attempt) = match &step.kind {
                         StepKind::Input { prompt } => match self.store.input(&self.run_id, &path)? {
                             Some(values) => {
-                                self.store.start_attempt(&self.run_id, &path, name, 1, &reads)?;
+                                self.start(&path, name, 1, &reads).await?;
                                 (values, 1)
                             }
                             None => {
@@ -297,14 +315,17 @@ impl Engine {
                         .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
                         .filter_map(|(k, _)| outputs.get(k).filter(|v| v.is_object()).cloned())
                         .collect();
-                    self.store.complete_step(
-                        &self.run_id,
-                        &path,
-                        attempt as i64,
-                        &outputs,
-                        compensation.as_ref(),
-                        &subs,
-                    )?;
+                    self.committer
+                        .write(StepWrite::Complete {
+                            run: self.run_id.clone(),
+                            path: path.clone(),
+                            n: attempt as i64,
+                            at_ms: super::store::now_ms(),
+                            outputs: outputs.clone(),
+                            compensation,
+                            subscriptions: subs,
+                        })
+                        .await?;
                     Ok(writes(c, &outputs))
                 }
             }
@@ -343,7 +364,7 @@ impl Engine {
         let policy = step.retry;
         let mut n = 1;
         loop {
-            self.store.start_attempt(&self.run_id, path, &step.name, n as i64, reads)?;
+            self.start(path, &step.name, n as i64, reads).await?;
             self.progress.started(&step.name, n);
             let started = std::time::Instant::now();
             match self.attempt(step, path, args).await {
@@ -355,7 +376,16 @@ impl Engine {
                     e.loc.get_or_insert(step.loc);
                     e.message = self.ctx.redactor.text(&e.message);
                     let last = n >= policy.attempts || !e.retryable;
-                    self.store.fail_attempt(&self.run_id, path, n as i64, &e.message, last)?;
+                    self.committer
+                        .write(StepWrite::Fail {
+                            run: self.run_id.clone(),
+                            path: path.to_string(),
+                            n: n as i64,
+                            at_ms: super::store::now_ms(),
+                            error: e.message.clone(),
+                            permanent: last,
+                        })
+                        .await?;
                     if last {
                         self.progress.failed(&step.name, n, &e.message);
                         return Err(Halt::Failed(Failure {
@@ -431,7 +461,7 @@ impl Engine {
         let mut failures = vec![];
         for (path, comp) in self.store.compensations(&self.run_id)? {
             let cpath = format!("compensate:{path}");
-            if self.store.completed(&self.run_id, &cpath)?.is_some() {
+            if self.done.contains_key(&cpath) {
                 self.store.mark_compensated(&self.run_id, &path)?;
                 continue;
             }
@@ -451,7 +481,17 @@ impl Engine {
                         .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
                         .filter_map(|(k, _)| out.get(k).filter(|v| v.is_object()).cloned())
                         .collect();
-                    self.store.complete_step(&self.run_id, &cpath, n as i64, &out, None, &subs)?;
+                    self.committer
+                        .write(StepWrite::Complete {
+                            run: self.run_id.clone(),
+                            path: cpath.clone(),
+                            n: n as i64,
+                            at_ms: super::store::now_ms(),
+                            outputs: out,
+                            compensation: None,
+                            subscriptions: subs,
+                        })
+                        .await?;
                     self.store.mark_compensated(&self.run_id, &path)?;
                 }
                 Err(Halt::Failed(f)) => failures.push(f),

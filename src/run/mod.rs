@@ -4,6 +4,7 @@
 //! continues with the program stored with it; configs and secret names are stored too, secret
 //! values never (they are read again from `ORCH_SECRET_<NAME>` or `--secret`).
 
+pub mod committer;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -13,6 +14,7 @@ pub mod value;
 
 use crate::diagnostics::Code;
 use crate::ir::{Program, Type};
+use committer::Committer;
 use engine::{Engine, Halt, State};
 use error::RunError;
 use eval::{Ctx, Locals};
@@ -453,7 +455,14 @@ pub async fn abort(
     let owner = owner_id();
     claim(store.as_ref(), &rec, &owner)?;
     let ctx = new_ctx(program.clone(), run_value(&rec), stored_configs(&rec), secret_map, &progress);
-    let engine = Engine { ctx: Arc::new(ctx), store: store.clone(), run_id: rec.id.clone(), progress };
+    let engine = Engine {
+        ctx: Arc::new(ctx),
+        committer: Committer::new(store.clone()),
+        done: store.completed_steps(&rec.id)?,
+        store: store.clone(),
+        run_id: rec.id.clone(),
+        progress,
+    };
     let failures = match engine.compensate().await {
         Ok(f) => f,
         Err(Halt::Store(e)) => return Err(RunError::Store(e)),
@@ -492,7 +501,14 @@ async fn drive(
         .cloned()
         .ok_or_else(|| RunError::Store(format!("run {}: no workflow `{}`", rec.id, rec.workflow)))?;
     let ctx = Arc::new(new_ctx(program.clone(), run_value(&rec), configs, secrets, &progress));
-    let engine = Engine { ctx: ctx.clone(), store: store.clone(), run_id: rec.id.clone(), progress: progress.clone() };
+    let engine = Engine {
+        ctx: ctx.clone(),
+        committer: Committer::new(store.clone()),
+        done: store.completed_steps(&rec.id)?,
+        store: store.clone(),
+        run_id: rec.id.clone(),
+        progress: progress.clone(),
+    };
     let heartbeat = {
         let (store, id, owner) = (store.clone(), rec.id.clone(), owner.clone());
         tokio::spawn(async move {

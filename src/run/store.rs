@@ -91,6 +91,26 @@ pub struct EventRecord {
     pub detail: Value,
 }
 
+/// The writes of the interpreter's hot path: one per attempt start and one per completed step.
+#[derive(Clone, Debug)]
+pub enum StepWrite {
+    /// Attempt `n` of the step at `path` starts (at `at_ms`: the write may be committed later).
+    Start { run: String, path: String, step: String, n: i64, reads: Value, at_ms: i64 },
+    /// Attempt `n` failed; `permanent` when the step will not try again.
+    Fail { run: String, path: String, n: i64, at_ms: i64, error: String, permanent: bool },
+    /// The step's outputs, its completion, the compensation it registers and the subscriptions it
+    /// returns.
+    Complete {
+        run: String,
+        path: String,
+        n: i64,
+        at_ms: i64,
+        outputs: Value,
+        compensation: Option<Value>,
+        subscriptions: Vec<Value>,
+    },
+}
+
 /// Everything the interpreter and the commands need from a store.
 pub trait Store: Send + Sync {
     fn create_run(&self, run: &NewRun) -> Result<()>;
@@ -117,21 +137,12 @@ pub trait Store: Send + Sync {
     fn heartbeat(&self, id: &str, owner: &str) -> Result<()>;
     fn release(&self, id: &str, owner: &str) -> Result<()>;
     /// The outputs of a completed step execution.
-    fn completed(&self, run: &str, path: &str) -> Result<Option<Value>>;
-    /// Records that attempt `n` starts (committed before the attempt runs).
-    fn start_attempt(&self, run: &str, path: &str, step: &str, n: i64, reads: &Value) -> Result<()>;
-    fn fail_attempt(&self, run: &str, path: &str, n: i64, error: &str, permanent: bool) -> Result<()>;
-    /// The step's outputs, its completion, the compensation it registers and the subscriptions it
-    /// returns, in one transaction.
-    fn complete_step(
-        &self,
-        run: &str,
-        path: &str,
-        n: i64,
-        outputs: &Value,
-        compensation: Option<&Value>,
-        subscriptions: &[Value],
-    ) -> Result<()>;
+    /// The outputs of every completed step execution of a run, by path.
+    fn completed_steps(&self, run: &str) -> Result<std::collections::HashMap<String, Value>>;
+    /// Writes attempt starts and step completions, in order, in one transaction: durable
+    /// (`synchronous=FULL`) when the batch completes a step. The committer batches the writes of
+    /// concurrent branches so that they share one fsync.
+    fn write(&self, batch: &[StepWrite]) -> Result<()>;
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
     fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
@@ -399,128 +410,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn completed(&self, run: &str, path: &str) -> Result<Option<Value>> {
+    fn completed_steps(&self, run: &str) -> Result<std::collections::HashMap<String, Value>> {
         let conn = self.conn();
-        let out: Option<Option<String>> = conn
-            .query_row(
-                "SELECT outputs FROM steps WHERE run_id = ?1 AND path = ?2 AND status = 'completed'",
-                params![run, path],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(out.map(|o| json_col(o).unwrap_or(Value::Null)))
+        let mut stmt = conn.prepare("SELECT path, outputs FROM steps WHERE run_id = ?1 AND status = 'completed'")?;
+        let rows = stmt.query_map(params![run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (path, outputs) = row?;
+            out.insert(path, json_col(outputs).unwrap_or(Value::Null));
+        }
+        Ok(out)
     }
 
-    fn start_attempt(&self, run: &str, path: &str, step: &str, n: i64, reads: &Value) -> Result<()> {
+    fn write(&self, batch: &[StepWrite]) -> Result<()> {
         let conn = self.conn();
-        let now = now_ms();
-        // The start of an attempt is bookkeeping: a step that is not completed runs again on resume
-        // whether or not its start was recorded. So this commit skips the fsync (synchronous=NORMAL):
-        // it survives the process being killed (the OS has the write), and the WAL being
-        // append-only, the next FULL commit (the step's completion) makes it durable too.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Attempt starts are bookkeeping: a step that is not completed runs again on resume whether
+        // or not its start was recorded. A batch of starts only is committed without fsync
+        // (synchronous=NORMAL): it survives the process being killed (the OS has the write), and
+        // the WAL being append-only, the next FULL commit (a completion) makes it durable too.
+        let durable = batch.iter().any(|w| !matches!(w, StepWrite::Start { .. }));
+        if !durable {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         let result = (|| -> Result<()> {
             let tx = conn.unchecked_transaction()?;
-            tx.prepare_cached(
-                "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
-                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
-            )?
-            .execute(params![run, path, step, reads.to_string(), now])?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-            )?
-            .execute(params![run, path, n, now])?;
-            tx.prepare_cached(
-                "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
-            )?
-            .execute(params![
-                run,
-                now,
-                serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()
-            ])?;
+            for w in batch {
+                match w {
+                    StepWrite::Start { run, path, step, n, reads, at_ms } => {
+                        write_start(&tx, run, path, step, *n, reads, *at_ms)?
+                    }
+                    StepWrite::Fail { run, path, n, at_ms, error, permanent } => {
+                        write_fail(&tx, run, path, *n, *at_ms, error, *permanent)?
+                    }
+                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions } => {
+                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?
+                    }
+                }
+            }
             tx.commit()?;
             Ok(())
         })();
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        if !durable {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         result
-    }
-
-    fn fail_attempt(&self, run: &str, path: &str, n: i64, error: &str, permanent: bool) -> Result<()> {
-        let conn = self.conn();
-        let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
-        tx.execute(
-            "UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-            params![run, path, n, error, now],
-        )?;
-        if permanent {
-            tx.execute(
-                "UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2",
-                params![run, path, error, now],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)",
-            params![
-                run,
-                now,
-                serde_json::json!({"path": path, "attempt": n, "error": error, "permanent": permanent}).to_string()
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn complete_step(
-        &self,
-        run: &str,
-        path: &str,
-        n: i64,
-        outputs: &Value,
-        compensation: Option<&Value>,
-        subscriptions: &[Value],
-    ) -> Result<()> {
-        let conn = self.conn();
-        let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
-        let seq: i64 = tx
-            .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1")?
-            .query_row(params![run], |r| r.get(0))?;
-        tx.prepare_cached(
-            "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-        )?
-        .execute(params![run, path, n, now])?;
-        tx.prepare_cached(
-            "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
-             WHERE run_id = ?1 AND path = ?2",
-        )?
-        .execute(params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq])?;
-        for sub in subscriptions {
-            let id = sub["id"].as_str().unwrap_or_default();
-            tx.execute(
-                "INSERT INTO subscriptions (id, product, customer, state, value, locked_by, version, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)
-                 ON CONFLICT (id) DO UPDATE SET state = ?4, value = ?5, version = version + 1, updated_ms = ?7,
-                   locked_by = coalesce(locked_by, ?6)",
-                params![
-                    id,
-                    sub["product"].as_str().unwrap_or_default(),
-                    sub["customer"].as_str().unwrap_or_default(),
-                    sub["state"].as_str().unwrap_or_default(),
-                    sub.to_string(),
-                    run,
-                    now
-                ],
-            )?;
-        }
-        tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?
-            .execute(params![
-                run,
-                now,
-                serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()
-            ])?;
-        tx.commit()?;
-        Ok(())
     }
 
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()> {
@@ -683,4 +616,103 @@ impl Store for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+}
+
+fn write_start(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    path: &str,
+    step: &str,
+    n: i64,
+    reads: &Value,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
+         ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
+    )?
+    .execute(params![run, path, step, reads.to_string(), now])?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
+    )?
+    .execute(params![run, path, n, now])?;
+    tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)")?
+        .execute(params![run, now, serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()])?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_complete(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    path: &str,
+    n: i64,
+    now: i64,
+    outputs: &Value,
+    compensation: Option<&Value>,
+    subscriptions: &[Value],
+) -> Result<()> {
+    let seq: i64 = tx
+        .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1")?
+        .query_row(params![run], |r| r.get(0))?;
+    tx.prepare_cached(
+        "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
+    )?
+    .execute(params![run, path, n, now])?;
+    tx.prepare_cached(
+        "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
+         WHERE run_id = ?1 AND path = ?2",
+    )?
+    .execute(params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq])?;
+    for sub in subscriptions {
+        let id = sub["id"].as_str().unwrap_or_default();
+        tx.prepare_cached(
+            "INSERT INTO subscriptions (id, product, customer, state, value, locked_by, version, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)
+             ON CONFLICT (id) DO UPDATE SET state = ?4, value = ?5, version = version + 1, updated_ms = ?7,
+               locked_by = coalesce(locked_by, ?6)",
+        )?
+        .execute(params![
+            id,
+            sub["product"].as_str().unwrap_or_default(),
+            sub["customer"].as_str().unwrap_or_default(),
+            sub["state"].as_str().unwrap_or_default(),
+            sub.to_string(),
+            run,
+            now
+        ])?;
+    }
+    tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?
+        .execute(params![run, now, serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()])?;
+    Ok(())
+}
+
+fn write_fail(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    path: &str,
+    n: i64,
+    now: i64,
+    error: &str,
+    permanent: bool,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
+        params![run, path, n, error, now],
+    )?;
+    if permanent {
+        tx.execute(
+            "UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2",
+            params![run, path, error, now],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)",
+        params![
+            run,
+            now,
+            serde_json::json!({"path": path, "attempt": n, "error": error, "permanent": permanent}).to_string()
+        ],
+    )?;
+    Ok(())
 }
