@@ -270,8 +270,8 @@ fn the_assertion_reader_finds_columns_and_scopes() {
 // Every .orch file of the repository, against the parser
 
 /// Every `.orch` file of the repository (outside `target/`, `node_modules/` and hidden
-/// directories), and the orch examples of the design brief when it is beside the repository,
-/// written to `scratch`.
+/// directories), and the ```orch examples of its README, its docs and the design brief (when it
+/// is beside the repository), written to `scratch`.
 fn corpus(scratch: &Path) -> Vec<PathBuf> {
     let mut files = vec![];
     for entry in walkdir::WalkDir::new(repo())
@@ -287,9 +287,19 @@ fn corpus(scratch: &Path) -> Vec<PathBuf> {
         }
     }
     files.sort();
-    if let Ok(brief) = std::fs::read_to_string(repo().join("../shared/design/LANGUAGE.md")) {
-        for (i, block) in brief.split("```orch\n").skip(1).enumerate() {
-            let path = scratch.join(format!("LANGUAGE.md-example-{i}.orch"));
+    // The orch examples of the Markdown files: the README, the docs and the design brief.
+    let mut docs = vec![repo().join("README.md"), repo().join("../shared/design/LANGUAGE.md")];
+    if let Ok(entries) = std::fs::read_dir(repo().join("docs")) {
+        let mut more: Vec<PathBuf> =
+            entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|x| x == "md")).collect();
+        more.sort();
+        docs.extend(more);
+    }
+    for doc in docs {
+        let Ok(text) = std::fs::read_to_string(&doc) else { continue };
+        let stem = doc.file_name().unwrap().to_string_lossy().to_string();
+        for (i, block) in text.split("```orch\n").skip(1).enumerate() {
+            let path = scratch.join(format!("{stem}-example-{i}.orch"));
             std::fs::write(&path, block.split("```").next().unwrap_or("")).unwrap();
             files.push(path);
         }
