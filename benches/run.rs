@@ -96,6 +96,17 @@ fn main() {
         via.as_secs_f64() * 1000.0,
         via.as_secs_f64() / direct.as_secs_f64()
     );
+    // The same run with the store in memory-backed /dev/shm: what is left without the fsyncs,
+    // to tell the cost of durability from the interpreter's own.
+    if std::path::Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let via_shm = time_run(&bin, &for_file, shm.path(), &[]);
+        println!(
+            "  the same with the store on tmpfs (no fsync cost): orchc for {:.0} ms => {:.2}x",
+            via_shm.as_secs_f64() * 1000.0,
+            via_shm.as_secs_f64() / direct.as_secs_f64()
+        );
+    }
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1 (keep-alive, one fixed JSON reply) on its own runtime

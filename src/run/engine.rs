@@ -109,19 +109,24 @@ impl Engine {
                         Value::Null => vec![],
                         other => vec![other],
                     };
-                    let results: Vec<(Result<(), Halt>, State)> = futures::stream::iter(xs.into_iter().enumerate())
-                        .map(|(i, x)| {
-                            let mut st = state.clone();
-                            st.insert(var.clone(), x);
-                            let p = format!("{prefix}{id}[{i}]/");
-                            async move {
-                                let r = self.flow(body, &p, &mut st).await;
-                                (r, st)
-                            }
-                        })
-                        .buffered((*limit).max(1) as usize)
-                        .collect()
-                        .await;
+                    // Unordered, so that a slow iteration does not hold the slots of the ones
+                    // after it; the results are put back in element order.
+                    let mut results: Vec<(usize, Result<(), Halt>, State)> =
+                        futures::stream::iter(xs.into_iter().enumerate())
+                            .map(|(i, x)| {
+                                let mut st = state.clone();
+                                st.insert(var.clone(), x);
+                                let p = format!("{prefix}{id}[{i}]/");
+                                async move {
+                                    let r = self.flow(body, &p, &mut st).await;
+                                    (i, r, st)
+                                }
+                            })
+                            .buffer_unordered((*limit).max(1) as usize)
+                            .collect()
+                            .await;
+                    results.sort_by_key(|(i, _, _)| *i);
+                    let results = results.into_iter().map(|(_, r, st)| (r, st));
                     let mut lists: IndexMap<String, Vec<Value>> =
                         collects.iter().map(|k| (k.clone(), vec![])).collect();
                     let mut halt = None;
