@@ -45,6 +45,9 @@ fn main() {
     // benchmark still works, and its figures mean nothing.
     let measuring = std::env::args().any(|a| a == "--bench");
     let (steps, requests) = if measuring { (1000, 1000) } else { (10, 20) };
+    if !measuring {
+        println!("a small run under `cargo test` to prove the benchmark works; its figures mean nothing");
+    }
     let bin = orchc();
     let dir = tempfile::tempdir().unwrap();
 

@@ -20,7 +20,7 @@ pub fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, RunError> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the async runtime starts")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the async runtime starts")
 }
 
 fn progress(json: bool) -> Arc<Progress> {

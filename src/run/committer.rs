@@ -1,69 +1,93 @@
 //! Group commit: the writes of concurrent branches (`&`, `graph`, `for ... limit N`) share one
 //! transaction and one fsync.
 //!
-//! A branch that starts an attempt or completes a step hands the write to the committer's thread
+//! A branch that completes a step (or fails an attempt) hands the write to the committer's thread
 //! and waits for it to be committed before it goes on, so every step's result is still durable
 //! before anything that depends on it starts. While the thread commits one batch, other branches
 //! keep running and their writes queue up; the thread takes everything queued as the next batch.
-//! A sequential flow sees no difference: each batch holds one write.
+//! A sequential flow sees no difference: each batch holds one step.
+//!
+//! Attempt starts are not waited for: a step that did not complete runs again on resume whether
+//! or not its start was recorded. They wait in `pending` and go with the next write, or on their
+//! own after `FLUSH_STARTS`, so that `orchc show` sees a long step running.
 
 use super::error::RunError;
 use super::store::{Result, StepWrite, Store};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// A write and, when its writer waits for it, where to say it is committed.
-/// How long attempt starts wait for company before they are committed on their own.
-const HOLD_STARTS: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long attempt starts wait for a write to go with before they are committed on their own.
+const FLUSH_STARTS: std::time::Duration = std::time::Duration::from_millis(50);
 
-type Job = (StepWrite, Option<oneshot::Sender<std::result::Result<(), String>>>);
+/// Writes to commit together, and where to say they are committed.
+type Job = (Vec<StepWrite>, oneshot::Sender<std::result::Result<(), String>>);
 
 pub struct Committer {
-    jobs: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    pending: Arc<Mutex<Vec<StepWrite>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Committer {
     /// Starts the committer's thread; it ends when the committer is dropped.
     pub fn new(store: Arc<dyn Store>) -> Committer {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let pending: Arc<Mutex<Vec<StepWrite>>> = Arc::default();
+        let starts = pending.clone();
+        let thread = std::thread::Builder::new()
             .name("orch-committer".into())
-            .spawn(move || {
-                while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(queue.try_iter());
-                    // Nobody waits for attempt starts: hold them briefly so that they share the
-                    // transaction of the completion that usually follows at once.
-                    if batch.iter().all(|(_, done)| done.is_none()) {
-                        if let Ok(next) = queue.recv_timeout(HOLD_STARTS) {
-                            batch.push(next);
-                            batch.extend(queue.try_iter());
-                        }
-                    }
-                    let writes: Vec<StepWrite> = batch.iter().map(|(w, _)| w.clone()).collect();
-                    let result = store.write(&writes).map_err(|e| e.to_string());
-                    for done in batch.into_iter().filter_map(|(_, done)| done) {
-                        let _ = done.send(result.clone());
-                    }
+            .spawn(move || loop {
+                let batch: Vec<Job> = match queue.recv_timeout(FLUSH_STARTS) {
+                    Ok(first) => std::iter::once(first).chain(queue.try_iter()).collect(),
+                    Err(mpsc::RecvTimeoutError::Timeout) => vec![],
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                // Starts still pending were queued after every write already sent: they go last.
+                let mut writes: Vec<StepWrite> = batch.iter().flat_map(|(w, _)| w.iter().cloned()).collect();
+                writes.append(&mut starts.lock().unwrap_or_else(|e| e.into_inner()));
+                if writes.is_empty() {
+                    continue;
+                }
+                let result = store.write(&writes).map_err(|e| e.to_string());
+                for (_, done) in batch {
+                    let _ = done.send(result.clone());
                 }
             })
             .expect("spawn the committer thread");
-        Committer { jobs }
+        Committer { jobs: Some(jobs), pending, thread: Some(thread) }
     }
 
-    /// Commits `write` (with whatever else is queued) and returns once it is on disk.
+    /// Commits `write`, after the starts pending, and returns once it is on disk.
     pub async fn write(&self, write: StepWrite) -> Result<()> {
+        let mut writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        writes.push(write);
         let (done, committed) = oneshot::channel();
-        self.jobs.send((write, Some(done))).map_err(|_| stopped())?;
+        self.jobs.as_ref().ok_or_else(stopped)?.send((writes, done)).map_err(|_| stopped())?;
         committed.await.map_err(|_| stopped())?.map_err(RunError::Store)
     }
 
-    /// Queues `write` without waiting: for attempt starts, which need not be on disk before the
-    /// attempt runs (a step that did not complete runs again on resume either way). The queue is
-    /// in order, so a start is always committed before the step's completion.
-    pub fn queue(&self, write: StepWrite) -> Result<()> {
-        self.jobs.send((write, None)).map_err(|_| stopped())
+    /// Records an attempt start without waiting: it goes with the next write.
+    pub fn queue(&self, write: StepWrite) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(write);
+    }
+}
+
+impl Drop for Committer {
+    /// Writes the starts still pending (a run that stops while a step is in flight) and waits for
+    /// the thread to finish, so that nothing queued is lost when the process exits.
+    fn drop(&mut self) {
+        let writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(jobs) = self.jobs.take() {
+            if !writes.is_empty() {
+                let (done, _) = oneshot::channel();
+                let _ = jobs.send((writes, done));
+            }
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

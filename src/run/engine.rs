@@ -68,7 +68,8 @@ impl Engine {
             reads: reads.clone(),
             at_ms: super::store::now_ms(),
         };
-        Ok(self.committer.queue(write)?)
+        self.committer.queue(write);
+        Ok(())
     }
 
     pub fn flow<'a>(&'a self, f: &'a Flow, prefix: &'a str, state: &'a mut State) -> BoxFuture<'a, Result<(), Halt>> {
