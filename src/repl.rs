@@ -33,50 +33,12 @@ const EVAL_VALUE: &str = "__repl_value";
 
 pub const COMMANDS: &[&str] = &[":type", ":load", ":run", ":resume", ":step", ":state", ":help", ":quit"];
 
-pub const KEYWORDS: &[&str] = &[
-    "use",
-    "config",
-    "secret",
-    "type",
-    "enum",
-    "block",
-    "product",
-    "lifecycle",
-    "step",
-    "workflow",
-    "environment",
-    "let",
-    "if",
-    "else",
-    "for",
-    "in",
-    "as",
-    "with",
-    "true",
-    "false",
-    "none",
-    "and",
-    "or",
-    "not",
-    "fixed",
-    "when",
-    "input",
-    "graph",
-    "after",
-    "limit",
-    "retry",
-    "backoff",
-    "factor",
-    "timeout",
-    "compensate",
-    "poll",
-    "every",
-    "until",
-    "within",
-];
+/// Every keyword, for completion: the reserved words and the contextual ones.
+pub fn keywords() -> impl Iterator<Item = &'static str> {
+    crate::syntax::RESERVED.iter().chain(crate::syntax::CONTEXTUAL).copied()
+}
 
-const DECL_WORDS: &[&str] =
-    &["use", "config", "secret", "type", "enum", "block", "product", "lifecycle", "step", "workflow", "environment"];
+use crate::syntax::DECLARATION_KEYWORDS as DECL_WORDS;
 
 const HELP: &str = "\
 Type an expression to evaluate it and see its type, `let NAME = EXPR` to bind a name, or a
@@ -807,7 +769,9 @@ pub fn completions(line: &str, pos: usize, names: &[String]) -> (usize, Vec<Stri
     let pool: Vec<&str> = if start == 0 && word.starts_with(':') {
         COMMANDS.to_vec()
     } else {
-        KEYWORDS.iter().copied().chain(names.iter().map(String::as_str)).collect()
+        let mut pool: Vec<&str> = keywords().collect();
+        pool.extend(names.iter().map(String::as_str));
+        pool
     };
     let mut found: Vec<String> = pool.into_iter().filter(|c| c.starts_with(word)).map(str::to_string).collect();
     found.sort();

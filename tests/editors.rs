@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::repo;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -273,20 +272,7 @@ fn the_assertion_reader_finds_columns_and_scopes() {
 /// directories), and the ```orch examples of its README, its docs and the design brief (when it
 /// is beside the repository), written to `scratch`.
 fn corpus(scratch: &Path) -> Vec<PathBuf> {
-    let mut files = vec![];
-    for entry in walkdir::WalkDir::new(repo())
-        .into_iter()
-        .filter_entry(|e| {
-            let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with('.') || name == "target" || name == "node_modules")
-        })
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "orch") {
-            files.push(entry.into_path());
-        }
-    }
-    files.sort();
+    let mut files = support::orch_files();
     // The orch examples of the Markdown files: the README, the docs and the design brief.
     let mut docs = vec![repo().join("README.md"), repo().join("../shared/design/LANGUAGE.md")];
     if let Ok(entries) = std::fs::read_dir(repo().join("docs")) {

@@ -3,34 +3,21 @@
 
 use orch::fmt::{format_source, format_source_width};
 use orch::syntax::{ast::strip_spans, parse};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::repo;
 
-/// Every `.orch` file in the repository (outside `target/` and hidden directories), and the
-/// ```orch blocks of the design brief when it is beside the repository.
+/// Every `.orch` file in the repository, and the ```orch blocks of the design brief when it is
+/// beside the repository.
 fn every_orch_source() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(repo())
+    let mut out: Vec<(String, String)> = support::orch_files()
         .into_iter()
-        .filter_entry(|e| {
-            let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with('.') || name == "target" || name == "node_modules")
-        })
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "orch") {
-            let text = std::fs::read_to_string(entry.path()).expect("readable");
-            out.push((entry.path().display().to_string(), text));
-        }
-    }
-    if let Ok(brief) = std::fs::read_to_string(repo().join("../shared/design/LANGUAGE.md")) {
-        for (i, block) in brief.split("```orch\n").skip(1).enumerate() {
-            out.push((format!("LANGUAGE.md example {i}"), block.split("```").next().unwrap_or("").to_string()));
-        }
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("readable")))
+        .collect();
+    for (i, block) in support::brief_examples().into_iter().enumerate() {
+        out.push((format!("LANGUAGE.md example {i}"), block));
     }
     out
 }

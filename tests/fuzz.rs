@@ -6,38 +6,21 @@ use orch::check::check_source;
 use orch::diagnostics::{render_human, render_json, HumanStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
 
 /// Mutations per seed file; with the repository's files this gives thousands in all.
 const MUTATIONS_PER_FILE: usize = 40;
 
+mod support;
+
 fn seed_files() -> Vec<(String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["tests", "examples", "stdlib"] {
-        collect(&root.join(dir), &mut files);
-    }
-    let mut seeds: Vec<(String, String)> =
-        files.into_iter().filter_map(|p| Some((p.display().to_string(), std::fs::read_to_string(&p).ok()?))).collect();
-    if let Ok(brief) = std::fs::read_to_string(root.join("../shared/design/LANGUAGE.md")) {
-        for (i, block) in brief.split("```orch\n").skip(1).enumerate() {
-            seeds.push((format!("brief_{i}.orch"), block.split("```").next().unwrap_or("").to_string()));
-        }
+    let mut seeds: Vec<(String, String)> = support::orch_files()
+        .into_iter()
+        .filter_map(|p| Some((p.display().to_string(), std::fs::read_to_string(&p).ok()?)))
+        .collect();
+    for (i, block) in support::brief_examples().into_iter().enumerate() {
+        seeds.push((format!("brief_{i}.orch"), block));
     }
     seeds
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect(&path, out);
-        } else if path.extension().is_some_and(|e| e == "orch") {
-            out.push(path);
-        }
-    }
 }
 
 /// Splits source into rough tokens (words, numbers, strings, punctuation runs, whitespace), so

@@ -3,7 +3,7 @@
 pub mod ast;
 mod parser;
 
-pub use parser::{parse_duration, scan_comments, MAX_DEPTH};
+pub use parser::{parse_duration, scan_comments, CONTEXTUAL, DECLARATION_KEYWORDS, MAX_DEPTH, RESERVED};
 
 use crate::diagnostics::{Code, Diagnostic, Source};
 use ast::Span;

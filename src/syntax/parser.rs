@@ -54,19 +54,6 @@ fn parse_stretches(source: &str, comments: &[Comment], stretches: &[(usize, usiz
 /// another declaration: the keywords are reserved, strings do not span lines, and a field named
 /// like a keyword is followed by `:`. A stretch may still hold several declarations.
 fn declaration_stretches(source: &str) -> Vec<(usize, usize)> {
-    const KEYWORDS: &[&str] = &[
-        "use",
-        "config",
-        "secret",
-        "type",
-        "enum",
-        "block",
-        "product",
-        "lifecycle",
-        "step",
-        "workflow",
-        "environment",
-    ];
     fn starts_declaration(line: &str) -> bool {
         let word_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(line.len());
         let (word, rest) = line.split_at(word_end);
@@ -77,7 +64,8 @@ fn declaration_stretches(source: &str) -> Vec<(usize, usize)> {
         if word == "input" {
             return starts_declaration(after_ws) && after_ws.starts_with("step");
         }
-        KEYWORDS.contains(&word) && after_ws.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '"')
+        DECLARATION_KEYWORDS.contains(&word)
+            && after_ws.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '"')
     }
     let mut starts = vec![0];
     let mut offset = 0;
@@ -184,6 +172,29 @@ pub const RESERVED: &[&str] = &[
     "and",
     "or",
     "not",
+];
+
+/// The words that start a declaration (after an optional `input`).
+pub const DECLARATION_KEYWORDS: &[&str] =
+    &["use", "config", "secret", "type", "enum", "block", "product", "lifecycle", "step", "workflow", "environment"];
+
+/// The contextual keywords of §3: keywords where they start their construct, names elsewhere.
+pub const CONTEXTUAL: &[&str] = &[
+    "fixed",
+    "when",
+    "input",
+    "graph",
+    "after",
+    "limit",
+    "retry",
+    "backoff",
+    "factor",
+    "timeout",
+    "compensate",
+    "poll",
+    "every",
+    "until",
+    "within",
 ];
 
 /// What could continue a complete expression or type; noise next to a closing bracket or a

@@ -173,3 +173,27 @@ impl Orchc {
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// Every `.orch` file of the repository (outside `target/`, `node_modules/` and hidden
+/// directories), sorted.
+pub fn orch_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(repo())
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0 || !(name.starts_with('.') || name == "target" || name == "node_modules")
+        })
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "orch"))
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    files.sort();
+    files
+}
+
+/// The ```orch examples of the design brief, when it is beside the repository (not in a bare
+/// CI checkout).
+pub fn brief_examples() -> Vec<String> {
+    let Ok(brief) = std::fs::read_to_string(repo().join("../shared/design/LANGUAGE.md")) else { return vec![] };
+    brief.split("```orch\n").skip(1).map(|b| b.split("```").next().unwrap_or("").to_string()).collect()
+}
