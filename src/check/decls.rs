@@ -765,10 +765,18 @@ impl Checker {
     pub(super) fn leak_error(&self, m: ModId, v: &ir::Expr, span: ast::Span, message: String) -> CheckError {
         let mut e = CheckError::new(Code::SecretLeak, Self::at(m, span), message, "this value carries a secret")
             .help("secrets may flow only into http `headers` and `json`, and exec `env`, `args` and `stdin`");
-        if let Some(name) = secret_in(v) {
-            if let Some(at) = self.secrets.get(&name) {
-                e = e.label(at.clone(), format!("secret `{name}` is declared here"));
+        match secret_in(v) {
+            Some(SecretOrigin::Secret(name)) => {
+                if let Some(at) = self.secrets.get(&name) {
+                    e = e.label(at.clone(), format!("secret `{name}` is declared here"));
+                }
             }
+            Some(SecretOrigin::Local(name)) => {
+                e = e.help(format!(
+                    "`{name}` holds a secret; secrets may flow only into http `headers` and `json`, and exec `env`, `args` and `stdin`"
+                ));
+            }
+            None => {}
         }
         e
     }
@@ -780,16 +788,25 @@ fn list(names: &[&String]) -> String {
     format!("{word} {}", quoted.join(", "))
 }
 
+/// Where the secret in a leaking value comes from.
+pub(super) enum SecretOrigin {
+    /// A `secret` declaration, read directly.
+    Secret(String),
+    /// A `let` binding (or parameter) whose value carries a secret.
+    Local(String),
+}
+
 /// The first secret an expression reads, for the label at its declaration.
-pub(super) fn secret_in(e: &ir::Expr) -> Option<String> {
+pub(super) fn secret_in(e: &ir::Expr) -> Option<SecretOrigin> {
     use ir::ExprKind as K;
     let mut found = None;
-    fn walk(e: &ir::Expr, found: &mut Option<String>) {
+    fn walk(e: &ir::Expr, found: &mut Option<SecretOrigin>) {
         if found.is_some() {
             return;
         }
         match &e.kind {
-            K::Secret(n) => *found = Some(n.clone()),
+            K::Secret(n) => *found = Some(SecretOrigin::Secret(n.clone())),
+            K::Local(n) if e.ty.contains_secret() => *found = Some(SecretOrigin::Local(n.clone())),
             K::Interp(parts) => parts.iter().for_each(|p| {
                 if let ir::InterpPart::Expr(x) = p {
                     walk(x, found)
