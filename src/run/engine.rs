@@ -309,10 +309,12 @@ impl Engine {
                         StepKind::Body(_) => self.attempts(step, &path, &args, &reads).await?,
                     };
                     let outputs = self.ctx.redactor.value(&outputs);
-                    let mut after = state.clone();
-                    after.extend(writes(c, &outputs));
                     let compensation = match &step.compensate {
-                        Some(comp) => Some(self.compensation(comp, &after).await.map_err(|e| fail(name, e))?),
+                        Some(comp) => {
+                            let mut after = state.clone();
+                            after.extend(writes(c, &outputs));
+                            Some(self.compensation(comp, &after).await.map_err(|e| fail(name, e))?)
+                        }
                         None => None,
                     };
                     let subs: Vec<Value> = step
@@ -413,7 +415,7 @@ impl Engine {
     async fn attempt(&self, step: &StepDef, path: &str, args: &State) -> Result<Value, StepError> {
         let StepKind::Body(body) = &step.kind else { return Err(StepError::permanent("an input step has no body")) };
         let mut locals = Locals::new(args.iter().map(|(k, v)| (k.clone(), v.clone())));
-        locals.idempotency_key = idempotency_key(&self.run_id, path);
+        locals.path = path.to_string();
         locals.step = step.name.clone();
         let work = async {
             match &step.poll {
@@ -521,11 +523,4 @@ fn worse(current: Option<Halt>, new: Halt) -> Halt {
         (Some(Halt::Suspended { .. }), f @ Halt::Failed(_)) => f,
         (Some(s), _) => s,
     }
-}
-
-/// The same for every attempt of one step call in one run.
-pub fn idempotency_key(run: &str, path: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{run}/{path}").as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

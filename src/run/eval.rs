@@ -25,11 +25,12 @@ pub struct Ctx {
 }
 
 /// Local names: parameters, `let` bindings, loop variables (or, in flow expressions, state keys),
-/// and the step call's idempotency key.
+/// and where the running step call is in the run (its idempotency key derives from that).
 #[derive(Clone, Default)]
 pub struct Locals {
     vars: Vec<(String, Value)>,
-    pub idempotency_key: String,
+    /// The step call's path in the run (empty outside a step).
+    pub path: String,
     /// Which step is running, for `log` lines.
     pub step: String,
 }
@@ -448,7 +449,7 @@ async fn builtin(
             let msg = ctx.redactor.text(&s(0));
             return Err(StepError { message: msg, retryable, code: None, loc: Some(call.loc) });
         }
-        Builtin::IdempotencyKey => json!(locals.idempotency_key),
+        Builtin::IdempotencyKey => json!(idempotency_key(ctx.run["id"].as_str().unwrap_or_default(), &locals.path)),
         Builtin::Len => json!(match &vals[0] {
             Some(Value::String(x)) => x.chars().count(),
             Some(Value::Array(x)) => x.len(),
@@ -629,4 +630,15 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
         )));
     }
     Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
+}
+
+/// The same for every attempt of one step call in one run. Computed only when a body asks for it.
+pub fn idempotency_key(run: &str, path: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(format!("{run}/{path}").as_bytes());
+    digest.iter().take(16).fold(String::with_capacity(32), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
