@@ -44,14 +44,15 @@ impl Committer {
                     Err(mpsc::RecvTimeoutError::Timeout) => vec![],
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
+                let (mut writes, waiting): (Vec<Vec<StepWrite>>, Vec<_>) = batch.into_iter().unzip();
                 // Starts still pending were queued after every write already sent: they go last.
-                let mut writes: Vec<StepWrite> = batch.iter().flat_map(|(w, _)| w.iter().cloned()).collect();
-                writes.append(&mut starts.lock().unwrap_or_else(|e| e.into_inner()));
+                writes.push(std::mem::take(&mut *starts.lock().unwrap_or_else(|e| e.into_inner())));
+                let writes: Vec<StepWrite> = writes.into_iter().flatten().collect();
                 if writes.is_empty() {
                     continue;
                 }
                 let result = store.write(&writes).map_err(|e| e.to_string());
-                for (_, done) in batch {
+                for done in waiting {
                     let _ = done.send(result.clone());
                 }
             })
