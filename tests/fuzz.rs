@@ -44,6 +44,7 @@ fn tokens(src: &str) -> Vec<&str> {
     out
 }
 
+/// Tokens an edit may insert besides the keywords: punctuation, operators, literals, comments.
 const INSERTS: &[&str] = &[
     "{",
     "}",
@@ -51,12 +52,6 @@ const INSERTS: &[&str] = &[
     ")",
     "[",
     "]",
-    ">>",
-    "&",
-    "->",
-    "@",
-    "?",
-    "??",
     ",",
     ";",
     ":",
@@ -64,35 +59,34 @@ const INSERTS: &[&str] = &[
     ".",
     "\"",
     "${",
-    "step",
-    "workflow",
-    "let",
-    "if",
-    "else",
-    "for",
-    "in",
-    "as",
-    "with",
-    "graph",
-    "after",
-    "retry",
-    "none",
-    "transition",
-    "new",
+    ">>",
+    "&",
+    "->",
+    "@",
+    "?",
+    "??",
+    "-",
     "0",
     "1s",
     "x",
     "\n",
     "///",
     "//",
-    "-",
-    "not",
+    "new",
+    "transition",
 ];
+
+/// A token to insert: one of `INSERTS` or a keyword of the parser.
+fn insert(rng: &mut StdRng) -> &'static str {
+    let keywords = orch::syntax::RESERVED.iter().chain(orch::syntax::CONTEXTUAL);
+    let all: Vec<&'static str> = INSERTS.iter().chain(keywords).copied().collect();
+    all[rng.gen_range(0..all.len())]
+}
 
 fn mutate(src: &str, rng: &mut StdRng) -> String {
     let toks = tokens(src);
     if toks.is_empty() {
-        return INSERTS[rng.gen_range(0..INSERTS.len())].to_string();
+        return insert(rng).to_string();
     }
     let mut toks: Vec<&str> = toks;
     match rng.gen_range(0..6) {
@@ -116,7 +110,7 @@ fn mutate(src: &str, rng: &mut StdRng) -> String {
         }
         4 => {
             let i = rng.gen_range(0..=toks.len());
-            toks.insert(i, INSERTS[rng.gen_range(0..INSERTS.len())]);
+            toks.insert(i, insert(rng));
         }
         _ => {
             // Several edits at once.
