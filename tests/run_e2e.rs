@@ -414,3 +414,39 @@ fn a_store_from_an_older_orchc_is_migrated_and_keeps_its_runs() {
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
 }
+
+#[test]
+fn numbers_at_their_limits_fail_the_step_not_the_process() {
+    let o = Orchc::new();
+    let file = "tests/run/numbers.orch";
+    let fails = |args: &[&str], message: &str| {
+        let mut all = vec!["run", file];
+        all.extend_from_slice(args);
+        let (code, v, out) = o.json(&all);
+        assert_eq!(code, 1, "{args:?}: {}", text(&out));
+        assert_eq!(v["status"], "failed", "{args:?}");
+        let got = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(got.contains(message), "{args:?}: {got}");
+    };
+    fails(&["spans", "-i", "a=-9223372036854775808", "-i", "b=9223372036854775807"], "is too long");
+    fails(&["spans", "-i", "a=-1", "-i", "b=9223372036854775807"], "is too long");
+    fails(&["scaled", "-i", "f=1e308"], "arithmetic overflow in `1e+308 * 10.0`");
+    fails(&["whole", "-i", "f=1e300"], "out of the range of `Int`");
+    fails(&["parsed", "-i", "s=nan"], "not a finite number");
+    fails(&["parsed", "-i", "s=1e309"], "not a finite number");
+
+    // Bounds in the wrong order give an empty range; a float's whole part is kept.
+    let (code, v, _) = o.json(&["run", file, "spans", "-i", "a=5", "-i", "b=-9223372036854775808"]);
+    assert_eq!((code, &v["outputs"]["n"]), (0, &json!(0)));
+    let (code, v, _) = o.json(&["run", file, "whole", "-i", "f=-2.7"]);
+    assert_eq!((code, &v["outputs"]["i"]), (0, &json!(-2)));
+
+    // A non-finite Float input is refused before anything is stored.
+    let before = o.run(&["runs", "--json"]).stdout;
+    for bad in ["f=inf", "f=nan", "f=1e309"] {
+        let out = o.run(&["run", file, "scaled", "-i", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains("not a finite `Float`"), "{bad}: {}", text(&out));
+    }
+    assert_eq!(o.run(&["runs", "--json"]).stdout, before);
+}

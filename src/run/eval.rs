@@ -317,6 +317,11 @@ fn set_path(v: &mut Value, path: &[String], nv: Value) {
     }
 }
 
+/// A `Float` value; `None` for infinities and NaN, which JSON (and so the store) cannot hold.
+fn finite(f: f64) -> Option<Value> {
+    serde_json::Number::from_f64(f).map(Value::Number)
+}
+
 fn num(v: &Value) -> Option<f64> {
     v.as_f64()
 }
@@ -349,7 +354,8 @@ async fn binary(
                 }),
                 _ => Ok(json!(f(x, y) as i64)),
             },
-            (Some(x), Some(y)) => Ok(json!(f(x, y))),
+            (Some(x), Some(y)) => finite(f(x, y))
+                .ok_or_else(|| StepError::permanent(format!("arithmetic overflow in `{l} {} {r}`", op.symbol()))),
             _ => Err(StepError::permanent(format!(
                 "`{}` needs numbers, found {} and {}",
                 op.symbol(),
@@ -489,8 +495,11 @@ async fn builtin(
                 Some(b) => (a, b),
                 None => (0, a),
             };
-            if hi - lo > 10_000_000 {
-                return Err(StepError::permanent(format!("range({lo}, {hi}) is too long")));
+            // In i128: `hi - lo` overflows i64 for far-apart bounds.
+            if i128::from(hi) - i128::from(lo) > 10_000_000 {
+                return Err(StepError::permanent(format!(
+                    "range({lo}, {hi}) is too long (at most 10,000,000 elements)"
+                )));
             }
             json!((lo..hi).collect::<Vec<_>>())
         }
@@ -500,7 +509,14 @@ async fn builtin(
         }),
         Builtin::Str => json!(vals[0].as_ref().map(|v| to_text(v, &arg_ty(0))).unwrap_or_default()),
         Builtin::Int => match &vals[0] {
-            Some(Value::Number(n)) => json!(n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64)),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) => json!(i),
+                // A float is truncated toward zero, when the result is an `Int`.
+                None => match n.as_f64().filter(|f| f.is_finite() && f.abs() < 9.2e18) {
+                    Some(f) => json!(f.trunc() as i64),
+                    None => return Err(StepError::permanent(format!("int: {n} is out of the range of `Int`"))),
+                },
+            },
             Some(Value::String(x)) => json!(x
                 .trim()
                 .parse::<i64>()
@@ -518,7 +534,9 @@ async fn builtin(
             Some(Value::String(x)) => json!(x
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| StepError::permanent(format!("float: {x:?} is not a number")))?),
+                .ok()
+                .and_then(finite)
+                .ok_or_else(|| StepError::permanent(format!("float: {x:?} is not a finite number")))?),
             other => {
                 return Err(StepError::permanent(format!(
                     "float: cannot convert {}",

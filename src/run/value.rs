@@ -181,7 +181,13 @@ pub fn parse_cli_value(text: &str, ty: &Type, program: &Program) -> Result<Value
             }
         }
         Type::Int => text.trim().parse::<i64>().map(|i| json!(i)).map_err(|_| format!("`{text}` is not an `Int`")),
-        Type::Float => text.trim().parse::<f64>().map(|f| json!(f)).map_err(|_| format!("`{text}` is not a `Float`")),
+        Type::Float => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("`{text}` is not a finite `Float`")),
         Type::Bool => match text.trim() {
             "true" => Ok(json!(true)),
             "false" => Ok(json!(false)),

@@ -1061,7 +1061,12 @@ impl<'s> Builder<'s> {
                 Rule::int => ExprKind::Int(text.parse().map_err(|_| {
                     error(span, format!("the integer {text} is too large (the largest is {})", i64::MAX))
                 })?),
-                Rule::float => ExprKind::Float(text.parse().map_err(|_| error(span, "not a number"))?),
+                Rule::float => ExprKind::Float(
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .ok_or_else(|| error(span, "this number is too large for a `Float`"))?,
+                ),
                 Rule::duration => {
                     ExprKind::Duration(parse_duration(text).ok_or_else(|| error(span, "this duration is too long"))?)
                 }
