@@ -263,6 +263,7 @@ fn subscriptions_are_saved_locked_and_checked_against_their_state() {
         .unwrap()
         .to_string();
     assert!(v["error"]["message"].as_str().unwrap().contains(&holder_id), "names the holder: {v}");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("orch::"), "the code is not repeated: {v}");
     release.store(true, Ordering::SeqCst);
     assert!(holder.wait().unwrap().success());
 
@@ -449,4 +450,21 @@ fn numbers_at_their_limits_fail_the_step_not_the_process() {
         assert!(text(&out).contains("not a finite `Float`"), "{bad}: {}", text(&out));
     }
     assert_eq!(o.run(&["runs", "--json"]).stdout, before);
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_code() {
+    let o = Orchc::new();
+    let file = "tests/run/configs.orch";
+    let (code, v, out) = o.json(&["run", file, "--config", "replicas=3"]);
+    assert_eq!((code, &v["outputs"]["total"]), (0, &json!(6)), "{}", text(&out));
+    let before = o.run(&["runs", "--json"]).stdout;
+    for (given, wanted) in [("replicas=three", "orch::config::type"), ("replica=3", "orch::config::unknown")] {
+        let (code, v, out) = o.json(&["run", file, "--config", given]);
+        assert_eq!(code, 2, "{given}: {}", text(&out));
+        assert_eq!(v["error"]["code"], wanted, "{given}");
+        assert!(!v["error"]["message"].as_str().unwrap().contains("orch::"), "the code is not repeated: {v}");
+        assert!(text(&out).contains(&format!("error[{wanted}]")), "{}", text(&out));
+    }
+    assert_eq!(o.run(&["runs", "--json"]).stdout, before, "nothing stored");
 }

@@ -40,8 +40,11 @@ impl fmt::Display for StepError {
 /// Errors of the run commands before or around execution (not a step's failure).
 #[derive(Debug)]
 pub enum RunError {
-    /// Bad command-line input: an `-i` value, a `--config`, an unknown workflow. Nothing stored.
+    /// Bad command-line input: an `-i` value, an unknown workflow. Nothing stored.
     Usage(String),
+    /// A `--config` that names no config (`orch::config::unknown`) or has the wrong type
+    /// (`orch::config::type`). Nothing stored.
+    Config(Code, String),
     /// The store could not be opened or written.
     Store(String),
     /// Another process drives this run.
@@ -59,7 +62,8 @@ impl fmt::Display for RunError {
             | RunError::Store(m)
             | RunError::Busy(m)
             | RunError::Locked(m)
-            | RunError::Subscription(m) => {
+            | RunError::Subscription(m)
+            | RunError::Config(_, m) => {
                 write!(f, "{m}")
             }
         }
@@ -70,6 +74,7 @@ impl RunError {
     pub fn code(&self) -> &'static str {
         match self {
             RunError::Locked(_) => Code::RunSubscriptionLocked.as_str(),
+            RunError::Config(code, _) => code.as_str(),
             RunError::Usage(_) => "orch::run::usage",
             RunError::Store(_) => "orch::run::store",
             RunError::Busy(_) => "orch::run::busy",

@@ -160,10 +160,10 @@ async fn config_values(
     }
     for (name, text) in given {
         let Some(def) = program.configs.get(name) else {
-            return Err(RunError::Usage(format!("{}: there is no config `{name}`", Code::ConfigUnknown.as_str())));
+            return Err(RunError::Config(Code::ConfigUnknown, format!("--config {name}: there is no config `{name}`")));
         };
         let v = parse_cli_value(text, &def.ty, program)
-            .map_err(|e| RunError::Usage(format!("{}: --config {name}: {e}", Code::ConfigType.as_str())))?;
+            .map_err(|e| RunError::Config(Code::ConfigType, format!("--config {name}: {e}")))?;
         ctx.configs.insert(name.clone(), v);
     }
     Ok(ctx.configs)
@@ -256,10 +256,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
     for id in &subscriptions {
         if let Some(rec) = store.subscription(id)? {
             if let Some(holder) = rec.locked_by {
-                return Err(RunError::Locked(format!(
-                    "{}: subscription {id} is locked by run {holder}",
-                    Code::RunSubscriptionLocked.as_str()
-                )));
+                return Err(RunError::Locked(format!("subscription {id} is locked by run {holder}")));
             }
         }
     }
@@ -298,10 +295,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
             let error = json!({ "code": Code::RunSubscriptionLocked.as_str(), "message": format!("subscription {id} is locked by run {holder}") });
             store.set_status(&run_id, "failed", None, Some(&error), None)?;
             store.release_locks(&run_id)?;
-            return Err(RunError::Locked(format!(
-                "{}: subscription {id} is locked by run {holder}",
-                Code::RunSubscriptionLocked.as_str()
-            )));
+            return Err(RunError::Locked(format!("subscription {id} is locked by run {holder}")));
         }
     }
     let secrets = match secrets {
