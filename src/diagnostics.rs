@@ -40,6 +40,7 @@ pub enum Code {
     RunSubscriptionLocked,
     /// A file could not be read.
     IoRead,
+    IoWrite,
     /// Warning: a step output that no later step reads and no workflow returns.
     LintUnusedOutput,
     /// Warning: a step that no workflow calls and nothing compensates with.
@@ -77,6 +78,7 @@ impl Code {
             Code::RunPollTimeout => "orch::run::poll_timeout",
             Code::RunSubscriptionLocked => "orch::run::subscription_locked",
             Code::IoRead => "orch::io::read",
+            Code::IoWrite => "orch::io::write",
             Code::LintUnusedOutput => "orch::lint::unused_output",
             Code::LintUnusedStep => "orch::lint::unused_step",
         }

@@ -266,3 +266,23 @@ fn deep_nesting_round_trips() {
     let out = format_source(&src).unwrap_or_else(|e| panic!("{}", e.message));
     assert_eq!(strip_spans(&parse(&out).unwrap()), strip_spans(&parse(&src).unwrap()));
 }
+
+#[test]
+fn cli_standard_input_that_is_not_utf8_is_an_io_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orchc"))
+        .args(["fmt", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"workflow w() -> () {\xff}\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("orch::io::read") && stderr.contains("standard input"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

@@ -189,7 +189,9 @@ fn unknown_workflows_and_files_with_errors_are_refused() {
     let (code, stdout, stderr) = orchc(&["graph", file.to_str().unwrap(), "nope"]);
     assert_eq!(code, 2);
     assert_eq!(stdout, "");
-    assert!(stderr.contains("no workflow `nope`; its workflows: announce, deploy, refresh"), "{stderr}");
+    assert!(stderr.contains("there is no workflow `nope`"), "{stderr}");
+    assert!(stderr.contains("its workflows: announce, deploy, refresh"), "{stderr}");
+    assert!(stderr.contains("orch::name::unknown"), "the error has its code: {stderr}");
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.orch");
     std::fs::write(&bad, "workflow w() -> (x: Int) {\n  missing_step\n}\n").unwrap();

@@ -468,3 +468,20 @@ fn a_bad_config_is_refused_with_its_code() {
     }
     assert_eq!(o.run(&["runs", "--json"]).stdout, before, "nothing stored");
 }
+
+#[test]
+fn an_unknown_run_or_subscription_is_not_found_with_a_code() {
+    let o = Orchc::new();
+    for args in
+        [&["show", "nope"][..], &["resume", "nope"], &["retry", "nope"], &["abort", "nope"], &["subscription", "nope"]]
+    {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = o.run(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("error[orch::run::not_found]"), "{args:?}: {}", text(&out));
+        let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+        let v: Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {last}"));
+        assert_eq!(v["error"]["code"], "orch::run::not_found", "{args:?}");
+    }
+}

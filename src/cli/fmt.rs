@@ -81,7 +81,9 @@ fn file(p: &Path, check: bool) -> i32 {
         return exit::FAILED;
     }
     if let Err(e) = std::fs::write(p, formatted) {
-        eprintln!("orchc fmt: cannot write `{name}`: {e}");
+        report(
+            &Diagnostic::error(Code::IoWrite, format!("cannot write `{name}`: {e}")).in_source(&Source::new(name, "")),
+        );
         return exit::USAGE;
     }
     exit::OK
@@ -90,7 +92,10 @@ fn file(p: &Path, check: bool) -> i32 {
 fn stdin_to_stdout(check: bool) -> i32 {
     let mut text = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-        eprintln!("orchc fmt: cannot read standard input: {e}");
+        report(
+            &Diagnostic::error(Code::IoRead, format!("cannot read standard input: {e}"))
+                .in_source(&Source::new("-", "")),
+        );
         return exit::USAGE;
     }
     match crate::fmt::format_source(&text) {

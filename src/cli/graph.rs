@@ -3,7 +3,7 @@
 //! an unreadable file.
 
 use super::{exit, GraphArgs, GraphFormat};
-use crate::diagnostics::{render_human, Code, HumanStyle, Severity};
+use crate::diagnostics::{render_human, Code, Diagnostic, HumanStyle, Severity, Source};
 
 pub fn run(args: GraphArgs) -> i32 {
     let result = crate::check::check_path(&args.file);
@@ -19,12 +19,14 @@ pub fn run(args: GraphArgs) -> i32 {
     };
     let Some(drawing) = crate::graph::draw(&program, &args.workflow) else {
         let names: Vec<&str> = program.workflows.keys().map(String::as_str).filter(|n| !n.contains('.')).collect();
-        eprintln!(
-            "orchc graph: `{}` has no workflow `{}`; its workflows: {}",
-            args.file.display(),
-            args.workflow,
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-        );
+        let file = args.file.display().to_string();
+        let d = Diagnostic::error(Code::NameUnknown, format!("there is no workflow `{}` in `{file}`", args.workflow))
+            .in_source(&Source::new(file, ""))
+            .with_help(format!(
+                "its workflows: {}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ));
+        eprint!("{}", render_human(&d, HumanStyle { color: false, width: 100 }));
         return exit::USAGE;
     };
     match args.format {

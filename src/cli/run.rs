@@ -31,8 +31,8 @@ fn assignments(list: &[String]) -> Result<Vec<(String, String)>, RunError> {
     list.iter().map(|s| split_assignment(s)).collect()
 }
 
-/// Prints a command's error and gives the exit status.
-fn refuse(e: &RunError, json: bool) -> i32 {
+/// Prints a command's error (with `--json`, also as the JSON last line) and gives the exit status.
+pub(super) fn refuse(e: &RunError, json: bool) -> i32 {
     eprintln!("error[{}]: {e}", e.code());
     if json {
         println!(

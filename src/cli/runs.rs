@@ -1,7 +1,8 @@
 //! `orchc runs`, `show`, `subscriptions` and `subscription`: reading the store.
 
-use super::run::open_store;
+use super::run::{open_store, refuse};
 use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
+use crate::run::error::RunError;
 use crate::run::progress::human;
 use crate::run::store::{RunRecord, StepRecord};
 use serde_json::{json, Value};
@@ -18,19 +19,14 @@ fn took(start: i64, end: Option<i64>) -> String {
     end.map(|e| human(Duration::from_millis((e - start).max(0) as u64))).unwrap_or_else(|| "-".into())
 }
 
-fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("orchc: {e}");
-    exit::USAGE
-}
-
 pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
     let store = match open_store(&args) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, json_out),
     };
     let runs = match store.runs() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, json_out),
     };
     if json_out {
         let list: Vec<Value> = runs.iter().map(run_summary).collect();
@@ -81,16 +77,16 @@ fn step_json(s: &StepRecord) -> Value {
 pub fn show(args: ShowArgs) -> i32 {
     let store = match open_store(&args.store) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, args.json),
     };
     let rec = match store.run(&args.run) {
         Ok(Some(r)) => r,
-        Ok(None) => return fail(format!("there is no run `{}`", args.run)),
-        Err(e) => return fail(e),
+        Ok(None) => return refuse(&RunError::NotFound(format!("there is no run `{}`", args.run)), args.json),
+        Err(e) => return refuse(&e, args.json),
     };
     let (steps, events) = match (store.steps(&rec.id), store.events(&rec.id)) {
         (Ok(s), Ok(e)) => (s, e),
-        (Err(e), _) | (_, Err(e)) => return fail(e),
+        (Err(e), _) | (_, Err(e)) => return refuse(&e, args.json),
     };
     if args.json {
         let mut v = run_summary(&rec);
@@ -145,11 +141,11 @@ pub fn show(args: ShowArgs) -> i32 {
 pub fn subscriptions(args: ListArgs) -> i32 {
     let store = match open_store(&args.store) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, args.json),
     };
     let subs = match store.subscriptions() {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, args.json),
     };
     if args.json {
         let list: Vec<Value> = subs
@@ -180,12 +176,12 @@ pub fn subscriptions(args: ListArgs) -> i32 {
 pub fn subscription(args: SubscriptionArgs) -> i32 {
     let store = match open_store(&args.store) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return refuse(&e, args.json),
     };
     let s = match store.subscription(&args.id) {
         Ok(Some(s)) => s,
-        Ok(None) => return fail(format!("there is no subscription `{}`", args.id)),
-        Err(e) => return fail(e),
+        Ok(None) => return refuse(&RunError::NotFound(format!("there is no subscription `{}`", args.id)), args.json),
+        Err(e) => return refuse(&e, args.json),
     };
     if args.json {
         println!(

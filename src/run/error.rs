@@ -49,6 +49,8 @@ pub enum RunError {
     Store(String),
     /// Another process drives this run.
     Busy(String),
+    /// No run or subscription has the id (or id prefix) given.
+    NotFound(String),
     /// A subscription is locked by another run (`orch::run::subscription_locked`).
     Locked(String),
     /// A subscription is not in the state a parameter needs, or does not exist.
@@ -63,7 +65,8 @@ impl fmt::Display for RunError {
             | RunError::Busy(m)
             | RunError::Locked(m)
             | RunError::Subscription(m)
-            | RunError::Config(_, m) => {
+            | RunError::Config(_, m)
+            | RunError::NotFound(m) => {
                 write!(f, "{m}")
             }
         }
@@ -78,6 +81,7 @@ impl RunError {
             RunError::Usage(_) => "orch::run::usage",
             RunError::Store(_) => "orch::run::store",
             RunError::Busy(_) => "orch::run::busy",
+            RunError::NotFound(_) => "orch::run::not_found",
             RunError::Subscription(_) => "orch::run::subscription",
         }
     }
