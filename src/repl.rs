@@ -16,7 +16,7 @@
 //! `~/.orch_history`), Tab completion of commands, keywords and names in scope.
 
 use crate::check::check_source;
-use crate::diagnostics::{render_human, HumanStyle, Severity, Source};
+use crate::diagnostics::{render_human, Code, HumanStyle, Severity, Source};
 use crate::ir::{self, Builtin, Program, StepKind, Type};
 use crate::run::eval::{self, Ctx, Locals};
 use crate::run::progress::Progress;
@@ -866,8 +866,12 @@ pub fn run(file: Option<&Path>, db: Option<PathBuf>) -> i32 {
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
+            // A line that is not UTF-8 is skipped; the session goes on.
+            Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                eprintln!("error[{}]: the line is not UTF-8 text; it was skipped", Code::IoRead);
+            }
             Err(e) => {
-                eprintln!("orchc repl: {e}");
+                eprintln!("error[{}]: cannot read the next line: {e}", Code::IoRead);
                 break;
             }
         }

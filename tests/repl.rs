@@ -272,3 +272,23 @@ fn a_file_given_on_the_command_line_is_loaded() {
         ],
     );
 }
+
+#[test]
+fn a_line_that_is_not_utf8_is_skipped_and_the_session_goes_on() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchc"))
+        .arg("repl")
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b":type 1 + 1\n\xff\xfe\n:type \"a\"\n:quit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("error[orch::io::read]: the line is not UTF-8"), "{stderr}");
+    assert!(stdout.contains("1 + 1 : Int") && stdout.contains("\"a\" : Str"), "{stdout}");
+}
