@@ -10,6 +10,7 @@ use crate::diagnostics::Code;
 use crate::ir::{self, Type};
 use crate::syntax::ast::{self, ItemKind, ProductMember};
 use indexmap::IndexMap;
+use std::collections::HashSet;
 
 impl Checker {
     pub(super) fn declare_all(&mut self) {
@@ -24,9 +25,10 @@ impl Checker {
                 match &self.modules[m].ast().items[i].kind {
                     ItemKind::Enum(e) => {
                         let mut variants: Vec<String> = vec![];
+                        let mut seen: HashSet<&str> = HashSet::new();
                         let mut errs = vec![];
                         for v in &e.variants {
-                            if variants.contains(&v.name) {
+                            if !seen.insert(&v.name) {
                                 errs.push(CheckError::new(
                                     Code::NameDuplicate,
                                     Self::at(m, v.span),
@@ -44,16 +46,16 @@ impl Checker {
                     ItemKind::Lifecycle(l) => {
                         let mut states: Vec<String> = vec![];
                         let mut edges: Vec<(String, String)> = vec![];
+                        let (mut seen_states, mut seen_edges) = (HashSet::new(), HashSet::new());
                         for chain in &l.chains {
                             for s in chain {
-                                if !states.contains(&s.name) {
+                                if seen_states.insert(s.name.as_str()) {
                                     states.push(s.name.clone());
                                 }
                             }
                             for pair in chain.windows(2) {
-                                let edge = (pair[0].name.clone(), pair[1].name.clone());
-                                if !edges.contains(&edge) {
-                                    edges.push(edge);
+                                if seen_edges.insert((pair[0].name.as_str(), pair[1].name.as_str())) {
+                                    edges.push((pair[0].name.clone(), pair[1].name.clone()));
                                 }
                             }
                         }

@@ -388,51 +388,61 @@ impl Checker {
             }
         }
         let missing = cx.sinks.pop().unwrap_or_default();
-        let writes_of = |cx: &FlowCx, i: usize| -> Vec<(String, Span, String)> {
-            cx.writes[infos[i].1.clone()].iter().map(|w| (w.key.clone(), w.span, w.desc.clone())).collect()
-        };
-        // Two branches writing one key.
-        let mut errs = vec![];
-        for i in 0..branches.len() {
-            for j in i + 1..branches.len() {
-                for (k, span, desc) in writes_of(cx, j) {
-                    if let Some((_, first, fdesc)) = writes_of(cx, i).into_iter().find(|(k2, _, _)| *k2 == k) {
-                        errs.push(
-                            CheckError::new(
-                                Code::FlowConflictingWrites,
-                                Self::at(m, span),
-                                format!("parallel branches both write `{k}`"),
-                                format!("{desc} writes `{k}`"),
-                            )
-                            .label(Self::at(m, first), format!("{fdesc} writes `{k}` in another branch"))
-                            .help(
-                                "rename one output with `as (other_key: output)`, or run the two in sequence with `>>`",
-                            ),
-                        );
-                    }
+        // Each key's writers: the branches that write it, in order, with their first write. An
+        // index, so that many branches cost no more than their writes and reads.
+        let mut writers: HashMap<&str, Vec<(usize, Span, &str)>> = HashMap::new();
+        for (i, info) in infos.iter().enumerate() {
+            for w in &cx.writes[info.1.clone()] {
+                let list = writers.entry(w.key.as_str()).or_default();
+                if list.last().is_none_or(|(b, _, _)| *b != i) {
+                    list.push((i, w.span, w.desc.as_str()));
                 }
             }
         }
+        let sibling_writer = |key: &str, i: usize| {
+            writers.get(key).and_then(|list| list.iter().find(|(j, _, _)| *j != i)).map(|&(_, span, desc)| (span, desc))
+        };
+        // Two branches writing one key: each write of a branch against every earlier branch that
+        // writes the key, in the order of the branches.
+        let mut conflicts: Vec<((usize, usize, usize), CheckError)> = vec![];
+        for (j, info) in infos.iter().enumerate() {
+            for (n, w) in cx.writes[info.1.clone()].iter().enumerate() {
+                let k = &w.key;
+                for &(i, first, fdesc) in writers.get(k.as_str()).into_iter().flatten().take_while(|(i, _, _)| *i < j) {
+                    let e = CheckError::new(
+                        Code::FlowConflictingWrites,
+                        Self::at(m, w.span),
+                        format!("parallel branches both write `{k}`"),
+                        format!("{} writes `{k}`", w.desc),
+                    )
+                    .label(Self::at(m, first), format!("{fdesc} writes `{k}` in another branch"))
+                    .help("rename one output with `as (other_key: output)`, or run the two in sequence with `>>`");
+                    conflicts.push(((i, j, n), e));
+                }
+            }
+        }
+        conflicts.sort_by_key(|(at, _)| *at);
+        let mut errs: Vec<CheckError> = conflicts.into_iter().map(|(_, e)| e).collect();
         // A branch reading what a sibling writes.
         for (i, info) in infos.iter().enumerate() {
-            for (k, span) in cx.reads[info.0.clone()].iter().cloned() {
-                for j in (0..branches.len()).filter(|&j| j != i) {
-                    if let Some((_, wspan, wdesc)) = writes_of(cx, j).into_iter().find(|(k2, _, _)| *k2 == k) {
-                        errs.push(parallel_dependency(m, &k, span, wspan, &wdesc));
-                        break;
-                    }
+            for (k, span) in &cx.reads[info.0.clone()] {
+                if let Some((wspan, wdesc)) = sibling_writer(k, i) {
+                    errs.push(parallel_dependency(m, k, *span, wspan, wdesc));
                 }
             }
         }
+        let mut unwritten = vec![];
         for (idx, miss) in missing.into_iter().enumerate() {
-            let i = infos.iter().position(|inf| inf.2.contains(&idx)).unwrap_or(0);
-            let sibling = (0..branches.len())
-                .filter(|&j| j != i)
-                .find_map(|j| writes_of(cx, j).into_iter().find(|(k, _, _)| *k == miss.key));
-            match sibling {
-                Some((_, wspan, wdesc)) => errs.push(parallel_dependency(m, &miss.key, miss.call, wspan, &wdesc)),
-                None => self.missing(cx, miss),
+            // The branch whose sinks hold `idx` (the ranges are in order).
+            let i = infos.partition_point(|inf| inf.2.end <= idx).min(infos.len().saturating_sub(1));
+            match sibling_writer(&miss.key, i) {
+                Some((wspan, wdesc)) => errs.push(parallel_dependency(m, &miss.key, miss.call, wspan, wdesc)),
+                None => unwritten.push(miss),
             }
+        }
+        drop(writers);
+        for miss in unwritten {
+            self.missing(cx, miss);
         }
         self.errors.extend(errs);
         let mut merged = state.clone();
