@@ -107,13 +107,21 @@ pub struct Source {
     /// Byte offset of the start of every line, so positions are found in logarithmic time (the
     /// checker asks for one per expression).
     line_starts: Vec<usize>,
+    /// Whether each line is ASCII: there a column is a byte difference, not a count of the
+    /// characters before it (which made a long line quadratic).
+    line_ascii: Vec<bool>,
 }
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Arc<Source> {
         let text: Arc<str> = text.into();
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Arc::new(Source { name: name.into(), text, line_starts })
+        let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let line_ascii = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| text[start..line_starts.get(i + 1).copied().unwrap_or(text.len())].is_ascii())
+            .collect();
+        Arc::new(Source { name: name.into(), text, line_starts, line_ascii })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -121,7 +129,11 @@ impl Source {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self.line_starts[line - 1];
-        let column = self.text[line_start..offset].chars().count() + 1;
+        let column = if self.line_ascii[line - 1] {
+            offset - line_start + 1
+        } else {
+            self.text[line_start..offset].chars().count() + 1
+        };
         (line, column)
     }
 }
