@@ -266,3 +266,13 @@ fn deep_nesting_round_trips() {
     let out = format_source(&src).unwrap_or_else(|e| panic!("{}", e.message));
     assert_eq!(strip_spans(&parse(&out).unwrap()), strip_spans(&parse(&src).unwrap()));
 }
+
+#[test]
+fn a_leading_byte_order_mark_is_dropped() {
+    let src = "\u{feff}step s() -> () {\n  {}\n}\n";
+    let out = format_source(src).unwrap();
+    assert_eq!(out, "step s() -> () {\n  {}\n}\n");
+    assert_eq!(format_source(&out).unwrap(), out);
+    let with_comment = format_source("\u{feff}// header\nstep s() -> () { {} }\n").unwrap();
+    assert!(with_comment.starts_with("// header\n"), "{with_comment}");
+}
