@@ -128,7 +128,11 @@ impl Source {
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let line = self.line_starts.partition_point(|&start| start <= offset);
-        let line_start = self.line_starts[line - 1];
+        let mut line_start = self.line_starts[line - 1];
+        // A leading byte order mark takes no column.
+        if line == 1 && self.text.starts_with('\u{feff}') && offset >= 3 {
+            line_start = 3;
+        }
         let column = if self.line_ascii[line - 1] {
             offset - line_start + 1
         } else {

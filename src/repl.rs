@@ -212,15 +212,19 @@ impl Session {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .map(|d| match user {
+                // Labels past the typed text (an unterminated string runs into the scaffolding
+                // after it) are shown at its end.
                 Some((start, text, name))
                     if d.source.as_ref().is_some_and(|s| s.name == "<repl>")
                         && !d.labels.is_empty()
-                        && d.labels.iter().all(|l| l.span.start >= start && l.span.end <= start + text.len()) =>
+                        && d.labels.iter().all(|l| l.span.start >= start) =>
                 {
                     let mut local = d.clone();
                     local.source = Some(Source::new(name, text));
                     for l in &mut local.labels {
-                        l.span = crate::syntax::ast::Span::new(l.span.start - start, l.span.end - start);
+                        let from = (l.span.start - start).min(text.len());
+                        let to = l.span.end.saturating_sub(start).clamp(from, text.len());
+                        l.span = crate::syntax::ast::Span::new(from, to);
                     }
                     render_human(&local, style)
                 }
@@ -254,7 +258,8 @@ impl Session {
         }
         let p = self.cwd.join(path);
         let text = match std::fs::read_to_string(&p) {
-            Ok(t) => t,
+            // A leading byte order mark is not part of the text.
+            Ok(t) => t.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(t),
             Err(e) => return Reply::Err(format!("orch::io::read: cannot read `{path}`: {e}")),
         };
         let old_dir = std::mem::replace(&mut self.dir, p.parent().map(Path::to_path_buf).unwrap_or_default());
@@ -311,20 +316,31 @@ impl Session {
     /// `user`: the text just typed, which is inside the last of `extra`.
     fn hidden_program(&self, extra: &[String], user: Option<&str>) -> Result<(Program, ir::Block), String> {
         let mut text = format!("{}\nstep {EVAL_STEP}() -> () {{\n", self.decls);
-        let mut extras_start = text.len();
+        // Where the last statement starts: the text just typed is in it.
+        let mut last_start = text.len();
         // Each statement ends with `;` so that an unfinished one cannot swallow the next.
-        for (i, s) in self.lets.iter().map(|l| &l.1).chain(extra).enumerate() {
-            if i == self.lets.len() {
-                extras_start = text.len();
-            }
+        for s in self.lets.iter().map(|l| &l.1).chain(extra) {
             text.push_str("  ");
+            last_start = text.len();
             text.push_str(s.trim().trim_end_matches(';'));
             text.push_str(";\n");
         }
         text.push_str("  {}\n}\n");
         let result = check_source("<repl>", &text, &self.dir);
         let Some(program) = result.program else {
-            let at = user.and_then(|u| text[extras_start..].find(u).map(|i| (extras_start + i, u, "<input>")));
+            // The typed text is the whole last statement, or the expression inside `value_let`'s.
+            let last = &text[last_start..];
+            let at = user.and_then(|u| {
+                let inner = value_let("").find('\n').map_or(0, |n| n + 1);
+                let offset = if last.starts_with(&value_let("")[..inner]) && last[inner..].starts_with(u) {
+                    inner
+                } else if last.starts_with(u) {
+                    0
+                } else {
+                    return None;
+                };
+                Some((last_start + offset, u, "<input>"))
+            });
             return Err(self.errors_of(&result.diagnostics, at));
         };
         let block = match program.steps.get(EVAL_STEP).map(|s| &s.kind) {

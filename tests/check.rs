@@ -240,3 +240,116 @@ fn the_brief_examples_check_clean() {
     }
     assert!(failures.is_empty(), "brief examples that do not check clean:\n{failures}");
 }
+
+/// Runs `f` on a thread with the stack of the main thread the commands run on (8 MiB).
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = std::thread::Builder::new().stack_size(8 << 20).spawn(f).unwrap();
+    thread.join().expect("no panic, no overflow")
+}
+
+/// The deepest `else if` chains the parser accepts (in a step body and in a flow) check, lower
+/// to the IR and format without overflowing the stack.
+#[test]
+fn the_deepest_accepted_else_if_chains_check_and_format() {
+    let body =
+        |n: usize| format!("step s(c: Bool) -> (x: Int) {{\n  {{ x: {}{{ 0 }} }}\n}}\n", "if c { 1 } else ".repeat(n));
+    let flow = |n: usize| {
+        format!(
+            "step s() -> () {{ {{}} }}\nworkflow w(c: Bool) -> () {{\n  {}{{ s }}\n}}\n",
+            "if c { s } else ".repeat(n)
+        )
+    };
+    for make in [body, flow] {
+        let deepest = (1..=orch::syntax::MAX_DEPTH).rev().find(|&n| orch::syntax::parse(&make(n)).is_ok()).unwrap();
+        assert!(deepest >= 60, "only {deepest} links are accepted");
+        assert!(orch::syntax::parse(&make(deepest + 1)).is_err());
+        let src = make(deepest);
+        on_small_stack(move || {
+            let result = orch::check::check_source("deep.orch", &src, &root());
+            assert!(result.program.is_some(), "{}", listing(&result));
+            let out = orch::fmt::format_source(&src).unwrap();
+            assert_eq!(orch::fmt::format_source(&out).unwrap(), out);
+        });
+    }
+}
+
+/// Brackets inside an interpolation at the deepest accepted nesting check and format.
+#[test]
+fn the_deepest_accepted_interpolation_checks_and_formats() {
+    let make = |n: usize| format!("config x: Int = 1\nconfig y: Str = \"${{{}x{}}}\"\n", "(".repeat(n), ")".repeat(n));
+    let deepest = (1..=200).rev().find(|&n| orch::syntax::parse(&make(n)).is_ok()).unwrap();
+    assert!(deepest >= 90, "only {deepest} levels are accepted");
+    let src = make(deepest);
+    on_small_stack(move || {
+        let result = orch::check::check_source("deep.orch", &src, &root());
+        assert!(result.program.is_some(), "{}", listing(&result));
+        orch::fmt::format_source(&src).unwrap();
+    });
+}
+
+/// Imports are resolved without recursing per level: a long chain checks on a small stack.
+#[test]
+fn a_long_import_chain_checks_on_a_small_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3_000;
+    for i in 0..n {
+        let next = if i + 1 < n { format!("use \"m{}.orch\" as m\n", i + 1) } else { String::new() };
+        std::fs::write(dir.path().join(format!("m{i}.orch")), format!("{next}step s{i}() -> () {{ {{}} }}\n")).unwrap();
+    }
+    let root_file = dir.path().join("m0.orch");
+    // A quarter of a test thread's stack: a walk recursing per import would not fit.
+    let thread = std::thread::Builder::new().stack_size(512 << 10);
+    let result = thread
+        .spawn(move || {
+            let r = check_path(&root_file);
+            (r.program.is_some(), listing(&r))
+        })
+        .unwrap()
+        .join()
+        .expect("no panic, no overflow");
+    assert!(result.0, "{}", result.1);
+}
+
+/// Only regular files are imported: a device would be read forever, a directory is not source.
+#[test]
+fn imports_of_devices_and_directories_are_refused_with_their_span() {
+    let src = "use \"/dev/zero\" as z\nuse \"/tmp\" as t\n";
+    let result = orch::check::check_source("imports.orch", src, &root());
+    let found: Vec<String> = result.diagnostics.iter().map(describe).collect();
+    assert_eq!(result.diagnostics.len(), 2, "{found:?}");
+    assert!(
+        found[0].contains("orch::import::not_found at imports.orch:1:5") && found[0].contains("not a regular file"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].contains("orch::import::not_found at imports.orch:2:5") && found[1].contains("directory"),
+        "{found:?}"
+    );
+}
+
+/// A file may start with a UTF-8 byte order mark; columns on the first line do not count it.
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lib.orch"), "\u{feff}step t() -> () { {} }\n").unwrap();
+    let src = "\u{feff}use \"lib.orch\" as lib\nworkflow w() -> () { lib.t >> nope }\n";
+    let result = orch::check::check_source("bom.orch", src, dir.path());
+    let found: Vec<String> = result.diagnostics.iter().map(describe).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("orch::name::unknown at bom.orch:2:31"), "{found:?}");
+    let bad = orch::check::check_source("bom.orch", "\u{feff}nope", dir.path());
+    assert!(describe(&bad.diagnostics[0]).contains("at bom.orch:1:1"), "{}", listing(&bad));
+}
+
+/// Counts past the largest one say what the largest is.
+#[test]
+fn too_large_counts_name_the_maximum() {
+    let src =
+        "step s() -> () retry 4294967296 { {} }\nworkflow w(xs: [Int]) -> () { for x in xs limit 4294967296 { s } }\n";
+    let result = orch::check::check_source("big.orch", src, &root());
+    let found: Vec<String> = result.diagnostics.iter().map(describe).collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    for f in &found {
+        assert!(f.contains("orch::type::mismatch") && f.contains("the largest is 4294967295"), "{found:?}");
+    }
+}

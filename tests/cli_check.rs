@@ -85,6 +85,7 @@ human_cases! {
     human_type_effect_flow_binding => "type_effect_flow_binding",
     human_secret_leak_step_output => "secret_leak_step_output",
     human_flow_conflicting_writes_for_existing_key => "flow_conflicting_writes_for_existing_key",
+    human_flow_cycle_workflow_through_nested_flows => "flow_cycle_workflow_through_nested_flows",
 }
 
 /// `--format json` of one err case: checked against the brief's shape, then snapshotted.

@@ -286,3 +286,13 @@ fn cli_standard_input_that_is_not_utf8_is_an_io_error() {
     assert!(stderr.contains("orch::io::read") && stderr.contains("standard input"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_leading_byte_order_mark_is_dropped() {
+    let src = "\u{feff}step s() -> () {\n  {}\n}\n";
+    let out = format_source(src).unwrap();
+    assert_eq!(out, "step s() -> () {\n  {}\n}\n");
+    assert_eq!(format_source(&out).unwrap(), out);
+    let with_comment = format_source("\u{feff}// header\nstep s() -> () { {} }\n").unwrap();
+    assert!(with_comment.starts_with("// header\n"), "{with_comment}");
+}

@@ -1,6 +1,6 @@
 //! The parser on real programs, on broken ones, and on hostile ones.
 
-use orch::syntax::ast::{BinaryOp, ExprKind, FlowKind, ItemKind, Stmt};
+use orch::syntax::ast::{BinaryOp, Else, ExprKind, FlowKind, ItemKind, Stmt};
 use orch::syntax::{parse, ParseError};
 use std::path::Path;
 
@@ -144,6 +144,12 @@ fn hostile_nesting_is_a_syntax_error_not_a_crash() {
         format!("workflow w() -> () {{ {}a{} }}", "if c { ".repeat(n), " }".repeat(n)),
         format!("config x: Str = {}{}", "\"${".repeat(5_000), "}\"".repeat(5_000)),
         format!("config x: Int = {}1", "-".repeat(n)),
+        // An `else if` chain has no nested brackets, but each link nests the tree.
+        format!("step s() -> () {{ {}{{ 1 }} }}", "if true { 1 } else ".repeat(60_000)),
+        format!("workflow w() -> () {{ {}{{ a }} }}", "if c { a } else ".repeat(60_000)),
+        // Brackets inside an interpolation count.
+        format!("config x: Str = \"${{{}1{}}}\"", "(".repeat(n), ")".repeat(n)),
+        format!("config x: Str = \"${{ \"${{ [{}1{}] }}\" }}\"", "(".repeat(n), ")".repeat(n)),
     ];
     for src in &cases {
         // Run on a thread with a small stack: the limits must hold there too.
@@ -161,4 +167,43 @@ fn long_flat_programs_are_fine() {
     let src = format!("{steps}workflow w(x: Int) -> (x: Int) {{ {} }}", chain.join(" >> "));
     let m = parse(&src).unwrap();
     assert_eq!(m.items.len(), 2_001);
+}
+
+#[test]
+fn deep_nesting_errors_have_a_location() {
+    let chain = format!("step s() -> (x: Int) {{\n  {}{{ 1 }}\n}}\n", "if true { 1 } else ".repeat(60_000));
+    let e = parse(&chain).unwrap_err();
+    assert!(e.message.contains("levels deep"), "{}", e.message);
+    assert!(e.span.start > 0 && e.span.start < chain.len(), "{:?}", e.span);
+    let interp = format!("config x: Str = \"${{{}1{}}}\"\n", "(".repeat(100_000), ")".repeat(100_000));
+    let e = parse(&interp).unwrap_err();
+    assert!(e.message.contains("levels deep"), "{}", e.message);
+    assert!(e.span.start > 0, "{:?}", e.span);
+}
+
+#[test]
+fn else_if_chains_nest_as_before() {
+    let src = "config x: Int = if a { 1 } else if b { 2 } else if c { 3 } else { 4 }";
+    let m = parse(src).unwrap();
+    let ItemKind::Config(c) = &m.items[0].kind else { panic!() };
+    let ExprKind::If { otherwise: Some(Else::If(second)), .. } = &c.value.kind else { panic!("else if") };
+    assert_eq!(&src[second.span.start..second.span.end], "if b { 2 } else if c { 3 } else { 4 }");
+    let ExprKind::If { otherwise: Some(Else::If(third)), .. } = &second.kind else { panic!("else if") };
+    assert!(matches!(third.kind, ExprKind::If { otherwise: Some(Else::Block(_)), .. }));
+    let src = "workflow w() -> () { if a { s } else if b { t } else { u } }";
+    let m = parse(src).unwrap();
+    let ItemKind::Workflow(w) = &m.items[0].kind else { panic!() };
+    let FlowKind::If { otherwise: Some(second), .. } = &w.body.kind else { panic!("else") };
+    assert_eq!(&src[second.span.start..second.span.end], "if b { t } else { u }");
+    assert!(matches!(second.kind, FlowKind::If { otherwise: Some(_), .. }));
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped_and_spans_stay_right() {
+    let src = "\u{feff}step s() -> () { {} }\n";
+    let m = parse(src).unwrap();
+    assert_eq!(&src[m.items[0].span.start..m.items[0].span.end], "step s() -> () { {} }");
+    assert!(parse("\u{feff}").unwrap().items.is_empty());
+    // Only at the start.
+    assert!(parse("step s() -> () { {} }\n\u{feff}").is_err());
 }

@@ -292,3 +292,30 @@ fn a_line_that_is_not_utf8_is_skipped_and_the_session_goes_on() {
     assert!(stderr.contains("error[orch::io::read]: the line is not UTF-8"), "{stderr}");
     assert!(stdout.contains("1 + 1 : Int") && stdout.contains("\"a\" : Str"), "{stdout}");
 }
+
+/// The hidden `let __repl_value = (` around an expression never shows: a short unknown name (whose
+/// letters occur in the wrapper) and an unterminated string are shown against what was typed.
+#[test]
+fn diagnostics_point_at_what_was_typed_not_at_the_wrapper() {
+    let mut s = session();
+    for input in ["a", "l", "_", "\"abc", "1 +", "let v = \"abc"] {
+        let e = err(s.handle(input));
+        assert!(e.contains("orch::"), "{input}: {e}");
+        assert!(e.contains("[<input>:1:"), "{input}: shown against the input: {e}");
+        assert!(!e.contains("__repl") && !e.contains("<repl>"), "{input}: {e}");
+    }
+    let e = err(s.handle("a"));
+    assert!(e.contains("[<input>:1:1]") && e.contains("1 │ a"), "{e}");
+}
+
+#[test]
+fn diagnostics_through_a_pty_do_not_show_the_wrapper() {
+    let state = tempfile::tempdir().unwrap();
+    let transcript = drive(
+        &[],
+        state.path(),
+        &[("", "orch> "), ("a\r", "orch::name::unknown"), ("\"abc\r", "orch::parse::syntax"), ("\x04", "")],
+    );
+    assert!(!transcript.contains("__repl") && !transcript.contains("<repl>"), "{transcript}");
+    assert!(transcript.contains("<input>:1:1"), "{transcript}");
+}

@@ -525,6 +525,15 @@ impl Checker {
     pub(super) fn count_literal(&mut self, m: ModId, e: &ast::Expr, what: &str) -> Option<u32> {
         match self.literal_of(m, e, what)? {
             ir::Literal::Int(n) if n >= 1 && n <= u32::MAX as i64 => Some(n as u32),
+            ir::Literal::Int(n) if n > u32::MAX as i64 => {
+                self.err(CheckError::new(
+                    Code::TypeMismatch,
+                    Self::at(m, e.span),
+                    format!("{what} is too large: the largest is {}", u32::MAX),
+                    format!("at most {}", u32::MAX),
+                ));
+                None
+            }
             _ => {
                 self.err(CheckError::new(
                     Code::TypeMismatch,

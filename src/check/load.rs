@@ -146,7 +146,7 @@ pub fn load(name: &str, text: &str, dir: Option<&Path>, root_key: Option<PathBuf
                             let key = ModKey::File(canon);
                             match loader.keys.get(&key) {
                                 Some(&m) => Some(m),
-                                None => match std::fs::read_to_string(&full) {
+                                None => match read_source(&full) {
                                     Ok(text) => {
                                         let prefix = format!("{}{}.", loader.modules[id].prefix, alias.name);
                                         let display = display_path(&full);
@@ -159,7 +159,7 @@ pub fn load(name: &str, text: &str, dir: Option<&Path>, root_key: Option<PathBuf
                                         loader.errors.push(CheckError::new(
                                             Code::ImportNotFound,
                                             At { module: id, span: *path_span },
-                                            format!("cannot read `{}`: {e}", full.display()),
+                                            format!("cannot read `{}`: {e}", display_path(&full)),
                                             "imported here",
                                         ));
                                         None
@@ -200,6 +200,30 @@ pub fn load(name: &str, text: &str, dir: Option<&Path>, root_key: Option<PathBuf
     }
     errors.append(&mut loader.errors);
     Loaded { modules: loader.modules, errors }
+}
+
+/// The largest source file read: a bigger one is refused rather than read until memory runs out.
+pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+
+/// Reads a source file: only a regular file (not a device, fifo or directory, which may never
+/// end or block), of at most [`MAX_SOURCE_BYTES`].
+pub fn read_source(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(if meta.is_dir() { "it is a directory".into() } else { "it is not a regular file".into() });
+    }
+    let too_big = || format!("it is larger than {} MiB, the largest source file read", MAX_SOURCE_BYTES >> 20);
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".to_string())
 }
 
 fn display_path(p: &Path) -> String {
@@ -250,47 +274,56 @@ impl Loader {
                 })
                 .unwrap_or_default()
         }
-        fn visit(
-            l: &Loader,
-            m: ModId,
-            mark: &mut Vec<u8>,
-            stack: &mut Vec<(ModId, Span)>,
-            found: &mut Vec<CheckError>,
-        ) {
-            mark[m] = 1;
-            let mut imports: Vec<(&String, &ModId)> = l.modules[m].imports.iter().collect();
-            imports.sort_by_key(|(alias, _)| use_span(&l.modules[m], alias).start);
-            for (alias, &target) in imports {
-                let span = use_span(&l.modules[m], alias);
-                if mark[target] == 1 {
-                    stack.push((m, span));
-                    let start = stack.iter().position(|(sm, _)| *sm == target).unwrap_or(0);
-                    let chain: Vec<String> = stack[start..]
-                        .iter()
-                        .map(|(sm, _)| l.modules[*sm].source.name.clone())
-                        .chain(std::iter::once(l.modules[target].source.name.clone()))
-                        .collect();
-                    let (at_mod, at_span) = stack[0];
-                    found.push(
-                        CheckError::new(
-                            Code::ImportCycle,
-                            At { module: at_mod, span: at_span },
-                            format!("import cycle: {}", chain.join(" imports ")),
-                            "this import leads into the cycle",
-                        )
-                        .help("a module may not import itself, directly or through others"),
-                    );
-                    stack.pop();
-                } else if mark[target] == 0 {
-                    stack.push((m, span));
-                    visit(l, target, mark, stack, found);
-                    stack.pop();
-                }
-            }
-            mark[m] = 2;
-        }
+        // Depth first without recursion: an import chain may be thousands of files long.
+        // Each frame is a module and its imports in source order, with the next one to follow.
+        let sorted_imports = |m: ModId| {
+            let mut imports: Vec<(Span, ModId)> = self.modules[m]
+                .imports
+                .iter()
+                .map(|(alias, &target)| (use_span(&self.modules[m], alias), target))
+                .collect();
+            imports.sort_by_key(|(span, _)| span.start);
+            imports
+        };
+        type Frame = (ModId, Vec<(Span, ModId)>, usize);
+        let mut frames: Vec<Frame> = vec![];
         if n > 0 {
-            visit(self, 0, &mut mark, &mut stack, &mut found);
+            mark[0] = 1;
+            frames.push((0, sorted_imports(0), 0));
+        }
+        while let Some((m, imports, next)) = frames.last_mut() {
+            let m = *m;
+            let Some(&(span, target)) = imports.get(*next) else {
+                mark[m] = 2;
+                frames.pop();
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            if mark[target] == 1 {
+                stack.push((m, span));
+                let start = stack.iter().position(|(sm, _)| *sm == target).unwrap_or(0);
+                let chain: Vec<String> = stack[start..]
+                    .iter()
+                    .map(|(sm, _)| self.modules[*sm].source.name.clone())
+                    .chain(std::iter::once(self.modules[target].source.name.clone()))
+                    .collect();
+                let (at_mod, at_span) = stack[0];
+                found.push(
+                    CheckError::new(
+                        Code::ImportCycle,
+                        At { module: at_mod, span: at_span },
+                        format!("import cycle: {}", chain.join(" imports ")),
+                        "this import leads into the cycle",
+                    )
+                    .help("a module may not import itself, directly or through others"),
+                );
+                stack.pop();
+            } else if mark[target] == 0 {
+                stack.push((m, span));
+                mark[target] = 1;
+                frames.push((target, sorted_imports(target), 0));
+            }
         }
         self.errors.extend(found);
     }

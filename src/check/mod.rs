@@ -7,6 +7,7 @@
 //! types (`decls`), check every expression (`expr`) and every workflow's data flow (`flow`), then
 //! lint the root module.
 
+mod calls;
 mod decls;
 mod error;
 mod expr;
@@ -42,7 +43,7 @@ impl CheckResult {
 pub fn check_path(path: &Path) -> CheckResult {
     let name = path.to_string_lossy().to_string();
     let name = name.strip_prefix("./").map(str::to_string).unwrap_or(name);
-    match std::fs::read_to_string(path) {
+    match load::read_source(path) {
         Ok(text) => {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             let key = std::fs::canonicalize(path).ok();
@@ -166,6 +167,7 @@ impl Checker {
         self.check_use_names();
         self.declare_all();
         self.check_bodies();
+        self.check_workflow_calls();
         self.lint_root();
     }
 

@@ -25,7 +25,11 @@ pub fn parse(source: &str) -> Result<Module> {
     let comments = scan_comments(source);
     // Declarations are parsed one stretch at a time: pest's token queue then stays small
     // instead of holding every token of a large file at once.
-    let stretches = declaration_stretches(source);
+    let mut stretches = declaration_stretches(source);
+    // A leading byte order mark is not part of the text; spans stay offsets into `source`.
+    if source.starts_with('\u{feff}') {
+        stretches[0].0 = '\u{feff}'.len_utf8();
+    }
     let mut items = parse_stretches(source, &comments, &stretches)?;
     attach_docs(source, &mut items, &comments);
     Ok(Module { items, comments })
@@ -284,39 +288,65 @@ fn rule_in_words(rule: Rule) -> Option<&'static str> {
     })
 }
 
-/// Refuses brackets nested deeper than `MAX_BRACKETS`, before pest recurses into them.
+/// Refuses brackets nested deeper than `MAX_BRACKETS`, before pest recurses into them. A `${`
+/// in a string opens code until its matching `}` and counts as a bracket, so brackets inside
+/// interpolations (and strings inside those) are counted too.
 fn check_brackets(source: &str) -> Result<()> {
+    enum Mode {
+        /// Code; `interp` is the bracket depth at which this code was opened by `${`.
+        Code {
+            interp: Option<usize>,
+        },
+        Str,
+    }
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut in_comment = false;
+    let mut stack = vec![Mode::Code { interp: None }];
     let mut chars = source.char_indices().peekable();
+    let too_deep = |i: usize| ParseError {
+        span: Span::new(i, i + 1),
+        message: format!("brackets nest more than {MAX_BRACKETS} levels deep here"),
+    };
     while let Some((i, c)) = chars.next() {
-        if in_comment {
-            in_comment = c != '\n';
-            continue;
-        }
-        match c {
-            '\\' if in_string => {
-                chars.next();
-            }
-            '"' => in_string = !in_string,
-            '/' if !in_string && chars.peek().map(|p| p.1) == Some('/') => in_comment = true,
-            '(' | '[' | '{' if !in_string => {
-                depth += 1;
-                if depth > MAX_BRACKETS {
-                    return Err(ParseError {
-                        span: Span::new(i, i + 1),
-                        message: format!("brackets nest more than {MAX_BRACKETS} levels deep here"),
-                    });
+        match stack.last().expect("the mode stack is never empty") {
+            Mode::Str => match c {
+                '\\' => {
+                    chars.next();
                 }
-            }
-            ')' | ']' | '}' if !in_string => depth = depth.saturating_sub(1),
-            // `${` inside a string opens code; the matching `}` closes it again.
-            '$' if in_string && chars.peek().map(|p| p.1) == Some('{') => {
-                // Interpolations are rare and shallow; count them as one level and let pest
-                // handle their content.
-            }
-            _ => {}
+                // A string ends at its quote or, unterminated, at the end of the line.
+                '"' | '\n' => {
+                    stack.pop();
+                }
+                '$' if chars.peek().map(|p| p.1) == Some('{') => {
+                    chars.next();
+                    depth += 1;
+                    if depth > MAX_BRACKETS {
+                        return Err(too_deep(i));
+                    }
+                    stack.push(Mode::Code { interp: Some(depth) });
+                }
+                _ => {}
+            },
+            Mode::Code { interp } => match c {
+                '"' => stack.push(Mode::Str),
+                '/' if chars.peek().map(|p| p.1) == Some('/') => {
+                    while chars.peek().is_some_and(|p| p.1 != '\n') {
+                        chars.next();
+                    }
+                }
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_BRACKETS {
+                        return Err(too_deep(i));
+                    }
+                }
+                ')' | ']' | '}' => {
+                    if c == '}' && *interp == Some(depth) {
+                        stack.pop();
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                _ => {}
+            },
         }
     }
     Ok(())
@@ -678,15 +708,32 @@ impl<'s> Builder<'s> {
             }
             Rule::flow_call => Ok(Flow { kind: FlowKind::Call(b.flow_call(pair)?), span }),
             Rule::flow_if => {
+                // `if a { } else if b { } else { }` comes flat; nest it as `else { if b ... }`,
+                // each link one level deeper, as the tree will be.
+                let mut arms = vec![];
+                let mut otherwise = None;
                 let mut f = pair.into_inner();
-                f.next();
-                let cond = b.expr(f.next().expect("if condition"))?;
-                let then = Box::new(b.flow(f.next().expect("if body"))?);
-                let otherwise = match f.nth(1) {
-                    Some(p) => Some(Box::new(b.flow(p)?)),
-                    None => None,
-                };
-                Ok(Flow { kind: FlowKind::If { cond, then, otherwise }, span })
+                while let Some(p) = f.next() {
+                    let link = arms.len();
+                    match p.as_rule() {
+                        Rule::kw_if => {
+                            let at = Span::new(p.as_span().start() + b.offset, span.end);
+                            let (cond, then) = b.nested(at, link, |b| {
+                                let cond = b.expr(f.next().expect("if condition"))?;
+                                Ok((cond, Box::new(b.flow(f.next().expect("if body"))?)))
+                            })?;
+                            arms.push((at, cond, then));
+                        }
+                        Rule::kw_else => {}
+                        _ => otherwise = Some(Box::new(b.nested(span, link.saturating_sub(1), |b| b.flow(p))?)),
+                    }
+                }
+                let mut flow = None;
+                for (at, cond, then) in arms.into_iter().rev() {
+                    let otherwise = flow.take().map(Box::new).or(otherwise.take());
+                    flow = Some(Flow { kind: FlowKind::If { cond, then, otherwise }, span: at });
+                }
+                Ok(flow.expect("an if has a first arm"))
             }
             Rule::flow_for => {
                 let mut f = pair.into_inner();
@@ -1037,20 +1084,34 @@ impl<'s> Builder<'s> {
         Ok(Expr { kind, span })
     }
 
+    /// `if a { } else if b { } else { }` comes flat (pest would recurse once per link); it is
+    /// nested here as `else if`, each link one level deeper, as the tree will be.
     fn if_expr(&mut self, pair: Pair<'s, Rule>) -> Result<Expr> {
         let span = self.span(&pair);
+        let mut arms = vec![];
+        let mut otherwise = None;
         let mut f = pair.into_inner();
-        f.next();
-        let cond = Box::new(self.expr(f.next().expect("if condition"))?);
-        let then = self.block(f.next().expect("if body"))?;
-        let otherwise = match f.nth(1) {
-            Some(p) if p.as_rule() == Rule::if_expr => {
-                Some(Else::If(Box::new(self.nested(span, 1, |b| b.if_expr(p))?)))
+        while let Some(p) = f.next() {
+            let link = arms.len();
+            match p.as_rule() {
+                Rule::kw_if => {
+                    let at = Span::new(p.as_span().start() + self.offset, span.end);
+                    let (cond, then) = self.nested(at, link, |b| {
+                        let cond = Box::new(b.expr(f.next().expect("if condition"))?);
+                        Ok((cond, b.block(f.next().expect("if body"))?))
+                    })?;
+                    arms.push((at, cond, then));
+                }
+                Rule::kw_else => {}
+                _ => otherwise = Some(Else::Block(self.nested(span, link.saturating_sub(1), |b| b.block(p))?)),
             }
-            Some(p) => Some(Else::Block(self.block(p)?)),
-            None => None,
-        };
-        Ok(Expr { kind: ExprKind::If { cond, then, otherwise }, span })
+        }
+        let mut expr = None;
+        for (at, cond, then) in arms.into_iter().rev() {
+            let otherwise = expr.take().map(|e| Else::If(Box::new(e))).or(otherwise.take());
+            expr = Some(Expr { kind: ExprKind::If { cond, then, otherwise }, span: at });
+        }
+        Ok(expr.expect("an if has a first arm"))
     }
 
     fn literal(&self, pair: Pair<'s, Rule>) -> Result<Expr> {
