@@ -414,3 +414,64 @@ fn a_store_from_an_older_orchc_is_migrated_and_keeps_its_runs() {
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
 }
+
+/// The stored program of `tests/run/deep_program.orch` nests deeper than serde_json's default
+/// recursion limit (128); `retry` and `abort` must still read it back.
+#[test]
+fn a_program_nested_deeper_than_128_levels_as_json_is_read_back() {
+    let o = Orchc::new();
+    let flag = o.dir.path().join("flag");
+    let flag_input = format!("flag={}", flag.display());
+    let start = || {
+        let (code, v, out) = o.json(&["run", "tests/run/deep_program.orch", "-i", &flag_input]);
+        assert_eq!(code, 1, "{}", text(&out));
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let (retried, aborted) = (start(), start());
+    let (code, v, out) = o.json(&["abort", &aborted]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("aborted")), "{}", text(&out));
+    std::fs::write(&flag, "").unwrap();
+    let (code, v, out) = o.json(&["retry", &retried]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"zone": "zone-29", "x": 40}));
+}
+
+/// A step's outputs nested deeper than 128 levels are read back as stored, never as null; a column
+/// that cannot be parsed is an error naming the run and the step.
+#[test]
+fn deep_step_outputs_are_read_back_and_unreadable_ones_are_an_error() {
+    let o = Orchc::new();
+    let flag = o.dir.path().join("flag");
+    let deep = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+    let args = ["run", "tests/run/deep_output.orch", "-i", &format!("s={deep}"), "-i"];
+    let flag_input = format!("flag={}", flag.display());
+    let start = || {
+        let mut all = args.to_vec();
+        all.push(&flag_input);
+        let (code, v, out) = o.json(&all);
+        assert_eq!(code, 1, "{}", text(&out));
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let (run, broken) = (start(), start());
+    let show = o.run(&["show", &run]);
+    assert!(text(&show).contains(&format!("outputs {{\"x\":[[[[{deep}]]]]}}")), "{}", text(&show));
+
+    std::fs::write(&flag, "").unwrap();
+    let (code, v, out) = o.json(&["retry", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"y": 127 * 2 + 1 + 8}));
+
+    // Outputs that do not parse stop the retry with an error; `b` is never fed null.
+    rusqlite::Connection::open(o.db())
+        .unwrap()
+        .execute("UPDATE steps SET outputs = '{\"x\": [' WHERE run_id = ?1 AND status = 'completed'", [&broken])
+        .unwrap();
+    let (code, v, out) = o.json(&["retry", &broken]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::run::store", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&broken) && message.contains("outputs of step"), "{message}");
+    let out = o.run(&["show", &broken]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("error[orch::run::store]"), "{}", text(&out));
+}

@@ -2,6 +2,7 @@
 
 use super::run::open_store;
 use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
+use crate::run::error::RunError;
 use crate::run::progress::human;
 use crate::run::store::{RunRecord, StepRecord};
 use serde_json::{json, Value};
@@ -18,9 +19,14 @@ fn took(start: i64, end: Option<i64>) -> String {
     end.map(|e| human(Duration::from_millis((e - start).max(0) as u64))).unwrap_or_else(|| "-".into())
 }
 
-fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("orchc: {e}");
-    exit::USAGE
+/// Prints a command's error with its code; a store that cannot be read fails (1), anything else is
+/// a usage error (2).
+fn fail(e: RunError) -> i32 {
+    eprintln!("error[{}]: {e}", e.code());
+    match e {
+        RunError::Store(_) => exit::FAILED,
+        _ => exit::USAGE,
+    }
 }
 
 pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
@@ -85,7 +91,7 @@ pub fn show(args: ShowArgs) -> i32 {
     };
     let rec = match store.run(&args.run) {
         Ok(Some(r)) => r,
-        Ok(None) => return fail(format!("there is no run `{}`", args.run)),
+        Ok(None) => return fail(RunError::Usage(format!("there is no run `{}`", args.run))),
         Err(e) => return fail(e),
     };
     let (steps, events) = match (store.steps(&rec.id), store.events(&rec.id)) {
@@ -184,7 +190,7 @@ pub fn subscription(args: SubscriptionArgs) -> i32 {
     };
     let s = match store.subscription(&args.id) {
         Ok(Some(s)) => s,
-        Ok(None) => return fail(format!("there is no subscription `{}`", args.id)),
+        Ok(None) => return fail(RunError::Subscription(format!("there is no subscription `{}`", args.id))),
         Err(e) => return fail(e),
     };
     if args.json {

@@ -2,7 +2,7 @@
 //! append-only event log. `Store` is the small interface the interpreter needs (a PostgreSQL
 //! backend for many workers can implement it later); `SqliteStore` is the default, embedded one.
 
-use super::error::RunError;
+use super::error::{RunError, Unreadable};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use std::path::Path;
@@ -257,28 +257,51 @@ impl SqliteStore {
     }
 }
 
-fn json_col(s: Option<String>) -> Option<Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
+/// Parses JSON the store holds. serde_json's recursion limit (128) is off: what is stored was
+/// written without one (a program's JSON nests deeper than that), so it must read back.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// A JSON column. One that does not parse is an error naming `what` (run, step, column), never
+/// null: a null read back would be fed to the next step or shown as the outputs.
+fn json_col<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: impl FnOnce() -> String,
+) -> rusqlite::Result<Option<T>> {
+    text.map(|t| {
+        from_json(&t).map_err(|e| {
+            let msg = format!("{} cannot be read from the store: {e}", what());
+            rusqlite::Error::ToSqlConversionFailure(Box::new(Unreadable(msg)))
+        })
+    })
+    .transpose()
 }
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let id: String = r.get(0)?;
+    let col = |i: usize, name: &str| json_col(r.get(i)?, || format!("run {id}: its {name}"));
     Ok(RunRecord {
-        id: r.get(0)?,
         workflow: r.get(1)?,
         status: r.get(2)?,
-        inputs: json_col(r.get(3)?).unwrap_or(Value::Null),
-        outputs: json_col(r.get(4)?),
-        error: json_col(r.get(5)?),
+        inputs: col(3, "inputs")?.unwrap_or(Value::Null),
+        outputs: col(4, "outputs")?,
+        error: col(5, "error")?,
         created_ms: r.get(6)?,
         updated_ms: r.get(7)?,
         program: r.get(8)?,
         program_hash: r.get(9)?,
         env: r.get(10)?,
-        configs: json_col(r.get(11)?).unwrap_or(Value::Null),
-        secret_names: json_col(r.get(12)?).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        configs: col(11, "configs")?.unwrap_or(Value::Null),
+        secret_names: json_col(r.get(12)?, || format!("run {id}: its secret names"))?.unwrap_or_default(),
         owner: r.get(13)?,
         heartbeat_ms: r.get(14)?,
         waiting: r.get(15)?,
+        id,
     })
 }
 
@@ -290,7 +313,10 @@ fn sub_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
         product: r.get(1)?,
         customer: r.get(2)?,
         state: r.get(3)?,
-        value: json_col(r.get(4)?).unwrap_or(Value::Null),
+        value: json_col(r.get(4)?, || {
+            format!("subscription {}: its value", r.get::<_, String>(0).unwrap_or_default())
+        })?
+        .unwrap_or(Value::Null),
         locked_by: r.get(5)?,
         version: r.get(6)?,
         updated_ms: r.get(7)?,
@@ -417,7 +443,8 @@ impl Store for SqliteStore {
         let mut out = std::collections::HashMap::new();
         for row in rows {
             let (path, outputs) = row?;
-            out.insert(path, json_col(outputs).unwrap_or(Value::Null));
+            let outputs = json_col(outputs, || format!("run {run}: the outputs of step `{path}`"))?;
+            out.insert(path, outputs.unwrap_or(Value::Null));
         }
         Ok(out)
     }
@@ -487,7 +514,7 @@ impl Store for SqliteStore {
         let v: Option<String> = conn
             .query_row("SELECT vals FROM inputs WHERE run_id = ?1 AND path = ?2", params![run, path], |r| r.get(0))
             .optional()?;
-        Ok(json_col(v))
+        Ok(json_col(v, || format!("run {run}: the values given to input step `{path}`"))?)
     }
 
     fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>> {
@@ -496,7 +523,11 @@ impl Store for SqliteStore {
             "SELECT path, compensation FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
         )?;
         let rows = stmt
-            .query_map(params![run], |r| Ok((r.get::<_, String>(0)?, json_col(r.get(1)?).unwrap_or(Value::Null))))?
+            .query_map(params![run], |r| {
+                let path: String = r.get(0)?;
+                let comp = json_col(r.get(1)?, || format!("run {run}: the compensation of step `{path}`"))?;
+                Ok((path, comp.unwrap_or(Value::Null)))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -514,16 +545,19 @@ impl Store for SqliteStore {
         )?;
         let mut steps: Vec<StepRecord> = stmt
             .query_map(params![run], |r| {
+                let path: String = r.get(0)?;
+                let col =
+                    |i: usize, name: &str| json_col(r.get(i)?, || format!("run {run}: the {name} of step `{path}`"));
                 Ok(StepRecord {
-                    path: r.get(0)?,
                     step: r.get(1)?,
                     status: r.get(2)?,
-                    reads: json_col(r.get(3)?).unwrap_or(Value::Null),
-                    outputs: json_col(r.get(4)?),
+                    reads: col(3, "inputs")?.unwrap_or(Value::Null),
+                    outputs: col(4, "outputs")?,
                     error: r.get(5)?,
                     started_ms: r.get(6)?,
                     finished_ms: r.get(7)?,
                     attempts: vec![],
+                    path,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -605,12 +639,13 @@ impl Store for SqliteStore {
             conn.prepare("SELECT seq, run_id, at_ms, kind, detail FROM events WHERE run_id = ?1 ORDER BY seq")?;
         let rows = stmt
             .query_map(params![run], |r| {
+                let seq: i64 = r.get(0)?;
                 Ok(EventRecord {
-                    seq: r.get(0)?,
                     run_id: r.get(1)?,
                     at_ms: r.get(2)?,
                     kind: r.get(3)?,
-                    detail: json_col(r.get(4)?).unwrap_or(Value::Null),
+                    detail: json_col(r.get(4)?, || format!("run {run}: event {seq}"))?.unwrap_or(Value::Null),
+                    seq,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
