@@ -475,3 +475,30 @@ fn deep_step_outputs_are_read_back_and_unreadable_ones_are_an_error() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("error[orch::run::store]"), "{}", text(&out));
 }
+
+/// Processes sharing one store wait for each other's writes (the busy timeout) instead of failing
+/// with `database is locked`: twelve runs at once, on a fresh store and then on the same one.
+#[test]
+fn concurrent_runs_on_one_store_all_complete() {
+    let o = Orchc::new();
+    let hello = support::repo().join("examples/hello/hello.orch");
+    for round in 0..3 {
+        let children: Vec<_> = (0..12)
+            .map(|_| {
+                o.command(&["run", hello.to_str().unwrap()])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+        }
+    }
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 36);
+    assert!(runs.iter().all(|r| r["status"] == "completed"), "{runs:#?}");
+}

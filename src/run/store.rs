@@ -3,7 +3,7 @@
 //! backend for many workers can implement it later); `SqliteStore` is the default, embedded one.
 
 use super::error::{RunError, Unreadable};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
@@ -243,10 +243,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.unchecked_transaction()?;
+        // Each migration in its own transaction; the version is read again under the write lock,
+        // since another process may have migrated the store since it was read above.
+        loop {
+            let tx = write_tx(&conn)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(sql) = MIGRATIONS.get(version as usize) else { break };
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
         Ok(SqliteStore { conn: Mutex::new(conn) })
@@ -265,6 +269,13 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Resu
     let v = T::deserialize(&mut de)?;
     de.end()?;
     Ok(v)
+}
+
+/// Begins a write transaction holding the write lock from the start (IMMEDIATE). A deferred one
+/// that reads first cannot wait for the lock in WAL mode: its upgrade to a writer fails at once with
+/// `database is locked`, without the busy timeout, when another process writes concurrently.
+fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
 /// A JSON column. One that does not parse is an error naming `what` (run, step, column), never
@@ -327,7 +338,7 @@ impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, 'running', ?3, NULL, NULL, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?4, NULL)"),
             params![
@@ -383,7 +394,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, waiting = ?5, updated_ms = ?6 WHERE id = ?1",
             params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
@@ -409,7 +420,7 @@ impl Store for SqliteStore {
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<std::result::Result<(), String>> {
         let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let (current, beat): (Option<String>, i64) =
             tx.query_row("SELECT owner, heartbeat_ms FROM runs WHERE id = ?1", params![id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -460,7 +471,7 @@ impl Store for SqliteStore {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
         let result = (|| -> Result<()> {
-            let tx = conn.unchecked_transaction()?;
+            let tx = write_tx(&conn)?;
             for w in batch {
                 match w {
                     StepWrite::Start { run, path, step, n, reads, at_ms } => {
@@ -496,7 +507,7 @@ impl Store for SqliteStore {
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             "INSERT OR REPLACE INTO inputs (run_id, path, vals, given_ms) VALUES (?1, ?2, ?3, ?4)",
             params![run, path, values.to_string(), now],
@@ -607,7 +618,7 @@ impl Store for SqliteStore {
 
     fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>> {
         let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let holder: Option<Option<String>> =
             tx.query_row("SELECT locked_by FROM subscriptions WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
         match holder {
