@@ -502,3 +502,36 @@ fn concurrent_runs_on_one_store_all_complete() {
     assert_eq!(runs.len(), 36);
     assert!(runs.iter().all(|r| r["status"] == "completed"), "{runs:#?}");
 }
+
+/// A run or subscription id prefix matches ids that start with exactly those characters: `%` and
+/// `_` are not wildcards and case counts.
+#[test]
+fn id_prefixes_match_exactly() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": 8120})));
+    let o = Orchc::new();
+    let created = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1.ams"];
+    let (code, v, out) = o.json(&[&created[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let sub = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let wild = |id: &str| {
+        let patterns = ["%".to_string(), "_".repeat(id.len()), format!("{}%", &id[..2]), id.to_uppercase()];
+        patterns.into_iter().filter(|p| p != id).collect::<Vec<_>>()
+    };
+    for pattern in wild(&run) {
+        let out = o.run(&["show", &pattern]);
+        assert_eq!(out.status.code(), Some(2), "show {pattern}: {}", text(&out));
+        assert!(text(&out).contains("there is no run"), "{}", text(&out));
+        let out = o.run(&["abort", &pattern]);
+        assert_ne!(out.status.code(), Some(0), "abort {pattern}: {}", text(&out));
+    }
+    assert_eq!(o.show(&run[..4])["status"], "completed", "a real prefix still matches; nothing was aborted");
+    for pattern in wild(&sub) {
+        let out = o.run(&["subscription", &pattern]);
+        assert_eq!(out.status.code(), Some(2), "subscription {pattern}: {}", text(&out));
+        let audit = ["run", "tests/run/subscriptions.orch", "audit", "-i", &format!("node={pattern}")];
+        let out = o.run(&[&audit[..], &["--config", &cfg(&server)]].concat());
+        assert_eq!(out.status.code(), Some(2), "-i node={pattern}: {}", text(&out));
+    }
+    assert!(o.run(&["subscription", &sub[..6]]).status.success());
+}

@@ -316,6 +316,10 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
+/// `id` is `?1` or starts with it: compared as text, case-sensitively (`LIKE` would take `%` and
+/// `_` as wildcards and ignore case). An empty `?1` matches nothing.
+const PREFIX: &str = "?1 <> '' AND substr(id, 1, length(?1)) = ?1";
+
 const RUN_COLUMNS: &str = "id, workflow, status, inputs, outputs, error, created_ms, updated_ms, program, program_hash, env, configs, secret_names, owner, heartbeat_ms, waiting";
 
 fn sub_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
@@ -364,11 +368,9 @@ impl Store for SqliteStore {
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id = ?1 DESC LIMIT 2"
-        ))?;
-        let rows: Vec<RunRecord> =
-            stmt.query_map(params![id, format!("{id}%")], run_from_row)?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE {PREFIX} ORDER BY id = ?1 DESC LIMIT 2"))?;
+        let rows: Vec<RunRecord> = stmt.query_map(params![id], run_from_row)?.collect::<rusqlite::Result<_>>()?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.into_iter().next()),
@@ -593,11 +595,11 @@ impl Store for SqliteStore {
 
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions WHERE id = ?1 OR id LIKE ?2 LIMIT 2",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions WHERE {PREFIX} LIMIT 2",
+        ))?;
         let rows: Vec<SubscriptionRecord> =
-            stmt.query_map(params![id, format!("{id}%")], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
+            stmt.query_map(params![id], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.into_iter().next()),
