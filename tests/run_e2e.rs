@@ -535,3 +535,102 @@ fn id_prefixes_match_exactly() {
     }
     assert!(o.run(&["subscription", &sub[..6]]).status.success());
 }
+
+/// A SQLite file that only looks like an orch store (an orch `user_version`, a table called
+/// `steps`) is refused before anything changes: no WAL, no migration, not one byte.
+#[test]
+fn a_sqlite_file_that_is_not_an_orch_store_is_refused_and_left_untouched() {
+    for setup in [
+        "CREATE TABLE steps (run_id, seq, payload); PRAGMA user_version = 1;",
+        "CREATE TABLE notes (body); PRAGMA user_version = 0;",
+    ] {
+        let o = Orchc::new();
+        rusqlite::Connection::open(o.db()).unwrap().execute_batch(setup).unwrap();
+        let before = o.store_bytes();
+        let hello = support::repo().join("examples/hello/hello.orch");
+        for args in
+            [&["runs"][..], &["show", "abc"], &["subscriptions"], &["resume", "abc"], &["run", hello.to_str().unwrap()]]
+        {
+            let out = o.run(args);
+            assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains("error[orch::run::store]"), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains("is not an orch store"), "{args:?}: {}", text(&out));
+            assert_eq!(o.store_bytes(), before, "{args:?} changed the file ({setup})");
+        }
+        let files = std::fs::read_dir(o.dir.path()).unwrap().count();
+        assert_eq!(files, 1, "no -wal or -shm file was left beside it");
+    }
+}
+
+/// Commands that read or continue runs create nothing: no folders, no store.
+#[test]
+fn commands_that_read_a_store_never_create_one() {
+    let o = Orchc::new();
+    let db = o.dir.path().join("no/such/folder/state.db");
+    let orchc = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orchc")).args(args).arg("--db").arg(&db).output().unwrap()
+    };
+    let out = orchc(&["runs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("there is no store at"), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&orchc(&["runs", "--json"]).stdout).trim(), "[]");
+    assert_eq!(String::from_utf8_lossy(&orchc(&["subscriptions", "--json"]).stdout).trim(), "[]");
+    for args in
+        [&["show", "abc"][..], &["subscription", "abc"], &["resume", "abc"], &["retry", "abc"], &["abort", "abc"]]
+    {
+        let out = orchc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("error[orch::run::store]: there is no store at"), "{args:?}: {}", text(&out));
+    }
+    assert!(!o.dir.path().join("no").exists(), "a folder was created");
+}
+
+/// A store in a read-only folder (a read-only file) can still be listed and shown; a command that
+/// must write to it says that it cannot be written. As root, whom permissions do not stop, orchc is
+/// run as `nobody` (with `setpriv`); without `setpriv` the test can prove nothing and says so.
+#[test]
+fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let as_nobody = unsafe { libc::geteuid() } == 0;
+    if as_nobody && std::process::Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: running as root without setpriv, permissions cannot be tested");
+        return;
+    }
+    let o = Orchc::new();
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let (code, v, out) = o.json(&["run", hello.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let dir = o.dir.path().join("ro");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("state.db");
+    std::fs::copy(o.db(), &db).unwrap();
+    let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&db, 0o444);
+    mode(&dir, 0o555);
+    mode(o.dir.path(), 0o755);
+    let before = std::fs::read(&db).unwrap();
+    let orchc = |args: &[&str]| {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_orchc")]);
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_orchc"))
+        };
+        cmd.args(args).arg("--db").arg(&db).current_dir(support::repo()).output().unwrap()
+    };
+    let out = orchc(&["runs", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&run), "{}", text(&out));
+    let out = orchc(&["show", &run]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(orchc(&["subscriptions"]).status.success());
+    for args in [&["run", hello.to_str().unwrap()][..], &["abort", &run]] {
+        let out = orchc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("cannot be written (check the permissions"), "{args:?}: {}", text(&out));
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    mode(&dir, 0o755);
+}

@@ -3,7 +3,7 @@
 //! backend for many workers can implement it later); `SqliteStore` is the default, embedded one.
 
 use super::error::{RunError, Unreadable};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
@@ -202,6 +202,18 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// What a command does with the store, which decides what opening it may create or change.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// `run`: the store and its folder are created when missing.
+    Create,
+    /// `resume`, `retry`, `abort`: an existing store, written.
+    Write,
+    /// `runs`, `show`, `subscriptions`, `subscription`: an existing store, only read. Nothing is
+    /// written to it unless an older schema must be migrated.
+    Read,
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, migrating an older schema. A store with a
     /// newer or unknown schema is refused and left untouched.
@@ -212,48 +224,109 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)
             .map_err(|e| RunError::Store(format!("cannot open the store `{}`: {e}", path.display())))?;
-        Self::init(conn, &path.display().to_string())
+        let name = path.display().to_string();
+        Self::init(conn, &name, Access::Create)?.ok_or_else(|| RunError::Store(format!("cannot create `{name}`")))
+    }
+
+    /// Opens the store at `path` for `access` without creating anything: `None` when there is no
+    /// store there (no file, or an empty one). A store that cannot be written (a read-only file or
+    /// folder) can still be read when it needs no migration.
+    pub fn open_existing(path: &Path, access: Access) -> Result<Option<SqliteStore>> {
+        if access == Access::Create {
+            return Self::open(path).map(Some);
+        }
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let name = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| RunError::Store(format!("cannot open the store `{name}`: {e}")))?;
+        // Reading a WAL store needs its `-shm` file, which SQLite cannot create in a read-only
+        // folder. With no `-wal` file either, nobody can be writing to it (a writer would need
+        // one), so it is read as immutable: from the database file alone.
+        let blocked = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).is_err_and(|e| is_denied(&e));
+        let wal = Path::new(&format!("{name}-wal")).exists();
+        let conn = if access == Access::Read && blocked && !wal {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(uri, flags)
+                .map_err(|e| RunError::Store(format!("cannot open the store `{name}`: {e}")))?
+        } else {
+            conn
+        };
+        Self::init(conn, &name, access)
     }
 
     /// A store that lives in memory, for the REPL and tests.
     pub fn in_memory() -> Result<SqliteStore> {
-        Self::init(Connection::open_in_memory()?, ":memory:")
+        Self::init(Connection::open_in_memory()?, ":memory:", Access::Create)?
+            .ok_or_else(|| RunError::Store("cannot create a store in memory".into()))
     }
 
-    fn init(conn: Connection, name: &str) -> Result<SqliteStore> {
-        let not_a_store = |e: rusqlite::Error| RunError::Store(format!("`{name}` is not an orch store: {e}"));
+    /// Checks that `conn` holds an orch store (or nothing yet) before changing anything, then
+    /// switches it to WAL and migrates it as needed. `None`: an empty database, opened without
+    /// `Access::Create`.
+    fn init(conn: Connection, name: &str, access: Access) -> Result<Option<SqliteStore>> {
+        let unreadable = |e: rusqlite::Error| {
+            if is_denied(&e) {
+                cannot_write(name, e)
+            } else {
+                RunError::Store(format!("`{name}` is not an orch store: {e}"))
+            }
+        };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_a_store)?;
+        // One snapshot: another process may be creating the store meanwhile.
+        let (version, objects, schema) = (|| {
+            let tx = conn.unchecked_transaction()?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let objects: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            Ok((version, objects, schema_of(&tx)?))
+        })()
+        .map_err(unreadable)?;
         let latest = MIGRATIONS.len() as i64;
         if version > latest {
             return Err(RunError::Store(format!(
                 "the store `{name}` has schema version {version}, written by a newer orchc; this orchc reads versions up to {latest} and leaves it untouched"
             )));
         }
-        if version == 0 {
-            let tables: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-                .map_err(not_a_store)?;
-            if tables > 0 {
-                return Err(RunError::Store(format!(
-                    "`{name}` is a SQLite database but not an orch store; it is left untouched"
-                )));
+        if version == 0 && objects == 0 {
+            if access != Access::Create {
+                return Ok(None);
             }
+        } else if version == 0 || !has_schema(&schema, version)? {
+            return Err(RunError::Store(format!(
+                "`{name}` is not an orch store: a SQLite database without orch's tables; it is left untouched"
+            )));
         }
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // SQLite opens a file it may not write read-only, and says so only at the first write.
+        if access != Access::Read && conn.is_readonly(rusqlite::DatabaseName::Main)? {
+            return Err(RunError::Store(format!(
+                "the store `{name}` cannot be written (check the permissions of the file and its folder)"
+            )));
+        }
+        // A store that is already current and in WAL mode is only read: it may not be writable.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(unreadable)?;
+        if access != Access::Read && !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| cannot_write(name, e))?;
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        if version == latest {
+            return Ok(Some(SqliteStore { conn: Mutex::new(conn) }));
+        }
         // Each migration in its own transaction; the version is read again under the write lock,
         // since another process may have migrated the store since it was read above.
-        loop {
+        (|| loop {
             let tx = write_tx(&conn)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let Some(sql) = MIGRATIONS.get(version as usize) else { break };
+            let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
-        }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        })()
+        .map_err(|e| cannot_write(name, e))?;
+        Ok(Some(SqliteStore { conn: Mutex::new(conn) }))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -269,6 +342,59 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Resu
     let v = T::deserialize(&mut de)?;
     de.end()?;
     Ok(v)
+}
+
+/// Whether an error says the file or its folder may not be written (or opened for it).
+fn is_denied(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+    matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen | PermissionDenied))
+}
+
+/// An error changing the store; said plainly when it is the permissions that forbid it.
+fn cannot_write(name: &str, e: rusqlite::Error) -> RunError {
+    if is_denied(&e) {
+        RunError::Store(format!(
+            "the store `{name}` cannot be written (check the permissions of the file and its folder): {e}"
+        ))
+    } else {
+        RunError::Store(format!("the store `{name}` cannot be set up: {e}"))
+    }
+}
+
+/// The tables of a database and their columns, by name.
+fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<String>)>> {
+    let mut tables = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+    let mut columns = conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+    let names: Vec<String> = tables.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    names
+        .into_iter()
+        .map(|t| {
+            let cols = columns.query_map([&t], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok((t, cols))
+        })
+        .collect()
+}
+
+/// Whether `schema` has every table, with its columns, that the migrations up to `version` create.
+/// A SQLite file with some other tables (or an orch-like `user_version` alone) is not a store.
+fn has_schema(schema: &[(String, Vec<String>)], version: i64) -> Result<bool> {
+    let expected = Connection::open_in_memory()?;
+    for sql in &MIGRATIONS[..version as usize] {
+        expected.execute_batch(sql)?;
+    }
+    Ok(schema_of(&expected)?.iter().all(|table| schema.contains(table)))
+}
+
+/// `path` for a `file:` URI: the characters a URI gives a meaning to are percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(*b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Begins a write transaction holding the write lock from the start (IMMEDIATE). A deferred one
