@@ -477,15 +477,16 @@ fn deep_step_outputs_are_read_back_and_unreadable_ones_are_an_error() {
 }
 
 /// Processes sharing one store wait for each other's writes (the busy timeout) instead of failing
-/// with `database is locked`: twelve runs at once, on a fresh store and then on the same one.
+/// with `database is locked`: rounds of twelve runs at once on one store, then on a fresh store
+/// (which they all create and migrate at once).
 #[test]
 fn concurrent_runs_on_one_store_all_complete() {
-    let o = Orchc::new();
     let hello = support::repo().join("examples/hello/hello.orch");
-    for round in 0..3 {
+    let hello = hello.to_str().unwrap();
+    let together = |o: &Orchc, round: usize| {
         let children: Vec<_> = (0..12)
             .map(|_| {
-                o.command(&["run", hello.to_str().unwrap()])
+                o.command(&["run", hello])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -496,11 +497,17 @@ fn concurrent_runs_on_one_store_all_complete() {
             let out = child.wait_with_output().unwrap();
             assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
         }
+    };
+    let o = Orchc::new();
+    assert!(o.run(&["run", hello]).status.success());
+    for round in 0..5 {
+        together(&o, round);
     }
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     let runs = runs.as_array().unwrap();
-    assert_eq!(runs.len(), 36);
+    assert_eq!(runs.len(), 61);
     assert!(runs.iter().all(|r| r["status"] == "completed"), "{runs:#?}");
+    together(&Orchc::new(), 5);
 }
 
 /// A run or subscription id prefix matches ids that start with exactly those characters: `%` and
