@@ -532,7 +532,7 @@ impl Session {
             Ok(None) => return Reply::Err(format!("there is no run `{id}`")),
             Err(e) => return Reply::Err(e.to_string()),
         };
-        let program: Program = match serde_json::from_str(&run.program) {
+        let program: Program = match crate::run::store::from_json(&run.program) {
             Ok(p) => p,
             Err(e) => return Reply::Err(format!("run {id}: its program cannot be read: {e}")),
         };

@@ -472,6 +472,9 @@ fn a_bad_config_is_refused_with_its_code() {
 #[test]
 fn an_unknown_run_or_subscription_is_not_found_with_a_code() {
     let o = Orchc::new();
+    // A store with one run, so that only the id is unknown.
+    let (code, _, out) = o.json(&["run", "tests/run/configs.orch"]);
+    assert_eq!(code, 0, "{}", text(&out));
     for args in
         [&["show", "nope"][..], &["resume", "nope"], &["retry", "nope"], &["abort", "nope"], &["subscription", "nope"]]
     {
@@ -484,4 +487,231 @@ fn an_unknown_run_or_subscription_is_not_found_with_a_code() {
         let v: Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {last}"));
         assert_eq!(v["error"]["code"], "orch::run::not_found", "{args:?}");
     }
+}
+
+/// The stored program of `tests/run/deep_program.orch` nests deeper than serde_json's default
+/// recursion limit (128); `retry` and `abort` must still read it back.
+#[test]
+fn a_program_nested_deeper_than_128_levels_as_json_is_read_back() {
+    let o = Orchc::new();
+    let flag = o.dir.path().join("flag");
+    let flag_input = format!("flag={}", flag.display());
+    let start = || {
+        let (code, v, out) = o.json(&["run", "tests/run/deep_program.orch", "-i", &flag_input]);
+        assert_eq!(code, 1, "{}", text(&out));
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let (retried, aborted) = (start(), start());
+    let (code, v, out) = o.json(&["abort", &aborted]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("aborted")), "{}", text(&out));
+    std::fs::write(&flag, "").unwrap();
+    let (code, v, out) = o.json(&["retry", &retried]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"zone": "zone-29", "x": 40}));
+}
+
+/// A step's outputs nested deeper than 128 levels are read back as stored, never as null; a column
+/// that cannot be parsed is an error naming the run and the step.
+#[test]
+fn deep_step_outputs_are_read_back_and_unreadable_ones_are_an_error() {
+    let o = Orchc::new();
+    let flag = o.dir.path().join("flag");
+    let deep = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+    let args = ["run", "tests/run/deep_output.orch", "-i", &format!("s={deep}"), "-i"];
+    let flag_input = format!("flag={}", flag.display());
+    let start = || {
+        let mut all = args.to_vec();
+        all.push(&flag_input);
+        let (code, v, out) = o.json(&all);
+        assert_eq!(code, 1, "{}", text(&out));
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let (run, broken) = (start(), start());
+    let show = o.run(&["show", &run]);
+    assert!(text(&show).contains(&format!("outputs {{\"x\":[[[[{deep}]]]]}}")), "{}", text(&show));
+
+    std::fs::write(&flag, "").unwrap();
+    let (code, v, out) = o.json(&["retry", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"y": 127 * 2 + 1 + 8}));
+
+    // Outputs that do not parse stop the retry with an error; `b` is never fed null.
+    rusqlite::Connection::open(o.db())
+        .unwrap()
+        .execute("UPDATE steps SET outputs = '{\"x\": [' WHERE run_id = ?1 AND status = 'completed'", [&broken])
+        .unwrap();
+    let (code, v, out) = o.json(&["retry", &broken]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::run::store", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&broken) && message.contains("outputs of step"), "{message}");
+    let out = o.run(&["show", &broken]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("error[orch::run::store]"), "{}", text(&out));
+}
+
+/// Processes sharing one store wait for each other's writes (the busy timeout) instead of failing
+/// with `database is locked`: rounds of twelve runs at once on one store, then on a fresh store
+/// (which they all create and migrate at once).
+#[test]
+fn concurrent_runs_on_one_store_all_complete() {
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let hello = hello.to_str().unwrap();
+    let together = |o: &Orchc, round: usize| {
+        let children: Vec<_> = (0..12)
+            .map(|_| {
+                o.command(&["run", hello])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+        }
+    };
+    let o = Orchc::new();
+    assert!(o.run(&["run", hello]).status.success());
+    for round in 0..5 {
+        together(&o, round);
+    }
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 61);
+    assert!(runs.iter().all(|r| r["status"] == "completed"), "{runs:#?}");
+    together(&Orchc::new(), 5);
+}
+
+/// A run or subscription id prefix matches ids that start with exactly those characters: `%` and
+/// `_` are not wildcards and case counts.
+#[test]
+fn id_prefixes_match_exactly() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": 8120})));
+    let o = Orchc::new();
+    let created = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1.ams"];
+    let (code, v, out) = o.json(&[&created[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let sub = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let wild = |id: &str| {
+        let patterns = ["%".to_string(), "_".repeat(id.len()), format!("{}%", &id[..2]), id.to_uppercase()];
+        patterns.into_iter().filter(|p| p != id).collect::<Vec<_>>()
+    };
+    for pattern in wild(&run) {
+        let out = o.run(&["show", &pattern]);
+        assert_eq!(out.status.code(), Some(2), "show {pattern}: {}", text(&out));
+        assert!(text(&out).contains("there is no run"), "{}", text(&out));
+        let out = o.run(&["abort", &pattern]);
+        assert_ne!(out.status.code(), Some(0), "abort {pattern}: {}", text(&out));
+    }
+    assert_eq!(o.show(&run[..4])["status"], "completed", "a real prefix still matches; nothing was aborted");
+    for pattern in wild(&sub) {
+        let out = o.run(&["subscription", &pattern]);
+        assert_eq!(out.status.code(), Some(2), "subscription {pattern}: {}", text(&out));
+        let audit = ["run", "tests/run/subscriptions.orch", "audit", "-i", &format!("node={pattern}")];
+        let out = o.run(&[&audit[..], &["--config", &cfg(&server)]].concat());
+        assert_eq!(out.status.code(), Some(2), "-i node={pattern}: {}", text(&out));
+    }
+    assert!(o.run(&["subscription", &sub[..6]]).status.success());
+}
+
+/// A SQLite file that only looks like an orch store (an orch `user_version`, a table called
+/// `steps`) is refused before anything changes: no WAL, no migration, not one byte.
+#[test]
+fn a_sqlite_file_that_is_not_an_orch_store_is_refused_and_left_untouched() {
+    for setup in [
+        "CREATE TABLE steps (run_id, seq, payload); PRAGMA user_version = 1;",
+        "CREATE TABLE notes (body); PRAGMA user_version = 0;",
+    ] {
+        let o = Orchc::new();
+        rusqlite::Connection::open(o.db()).unwrap().execute_batch(setup).unwrap();
+        let before = o.store_bytes();
+        let hello = support::repo().join("examples/hello/hello.orch");
+        for args in
+            [&["runs"][..], &["show", "abc"], &["subscriptions"], &["resume", "abc"], &["run", hello.to_str().unwrap()]]
+        {
+            let out = o.run(args);
+            assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains("error[orch::run::store]"), "{args:?}: {}", text(&out));
+            assert!(text(&out).contains("is not an orch store"), "{args:?}: {}", text(&out));
+            assert_eq!(o.store_bytes(), before, "{args:?} changed the file ({setup})");
+        }
+        let files = std::fs::read_dir(o.dir.path()).unwrap().count();
+        assert_eq!(files, 1, "no -wal or -shm file was left beside it");
+    }
+}
+
+/// Commands that read or continue runs create nothing: no folders, no store.
+#[test]
+fn commands_that_read_a_store_never_create_one() {
+    let o = Orchc::new();
+    let db = o.dir.path().join("no/such/folder/state.db");
+    let orchc = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orchc")).args(args).arg("--db").arg(&db).output().unwrap()
+    };
+    let out = orchc(&["runs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("there is no store at"), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&orchc(&["runs", "--json"]).stdout).trim(), "[]");
+    assert_eq!(String::from_utf8_lossy(&orchc(&["subscriptions", "--json"]).stdout).trim(), "[]");
+    for args in
+        [&["show", "abc"][..], &["subscription", "abc"], &["resume", "abc"], &["retry", "abc"], &["abort", "abc"]]
+    {
+        let out = orchc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("error[orch::run::store]: there is no store at"), "{args:?}: {}", text(&out));
+    }
+    assert!(!o.dir.path().join("no").exists(), "a folder was created");
+}
+
+/// A store in a read-only folder (a read-only file) can still be listed and shown; a command that
+/// must write to it says that it cannot be written. As root, whom permissions do not stop, orchc is
+/// run as `nobody` (with `setpriv`); without `setpriv` the test can prove nothing and says so.
+#[test]
+fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let as_nobody = unsafe { libc::geteuid() } == 0;
+    if as_nobody && std::process::Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: running as root without setpriv, permissions cannot be tested");
+        return;
+    }
+    let o = Orchc::new();
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let (code, v, out) = o.json(&["run", hello.to_str().unwrap()]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let dir = o.dir.path().join("ro");
+    std::fs::create_dir(&dir).unwrap();
+    let db = dir.join("state.db");
+    std::fs::copy(o.db(), &db).unwrap();
+    let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&db, 0o444);
+    mode(&dir, 0o555);
+    mode(o.dir.path(), 0o755);
+    let before = std::fs::read(&db).unwrap();
+    let orchc = |args: &[&str]| {
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_orchc")]);
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_orchc"))
+        };
+        cmd.args(args).arg("--db").arg(&db).current_dir(support::repo()).output().unwrap()
+    };
+    let out = orchc(&["runs", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&run), "{}", text(&out));
+    let out = orchc(&["show", &run]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(orchc(&["subscriptions"]).status.success());
+    for args in [&["run", hello.to_str().unwrap()][..], &["abort", &run]] {
+        let out = orchc(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("cannot be written (check the permissions"), "{args:?}: {}", text(&out));
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    mode(&dir, 0o755);
 }

@@ -4,7 +4,7 @@ use super::{exit, ResumeArgs, RunArgs, RunRefArgs, StoreArgs};
 use crate::diagnostics::{self, HumanStyle, Severity};
 use crate::run::error::RunError;
 use crate::run::progress::Progress;
-use crate::run::store::{SqliteStore, Store};
+use crate::run::store::{Access, SqliteStore, Store};
 use crate::run::{self, split_assignment, RunOutcome, RunRequest};
 use is_terminal::IsTerminal;
 use serde_json::{json, Value};
@@ -17,6 +17,22 @@ pub fn db_path(args: &StoreArgs) -> PathBuf {
 
 pub fn open_store(args: &StoreArgs) -> Result<Arc<dyn Store>, RunError> {
     Ok(Arc::new(SqliteStore::open(&db_path(args))?))
+}
+
+/// The existing store, for the commands that only continue runs or read them: they create
+/// nothing. `None` when there is no store at the path.
+pub fn existing_store(args: &StoreArgs, access: Access) -> Result<Option<Arc<dyn Store>>, RunError> {
+    Ok(SqliteStore::open_existing(&db_path(args), access)?.map(|s| Arc::new(s) as Arc<dyn Store>))
+}
+
+/// The error of a command that needs a store where there is none.
+pub fn no_store(args: &StoreArgs) -> RunError {
+    RunError::Store(format!("there is no store at `{}`; `orchc run` creates one", db_path(args).display()))
+}
+
+/// The existing store, written by `resume`, `retry` and `abort`.
+fn store_to_write(args: &StoreArgs) -> Result<Arc<dyn Store>, RunError> {
+    existing_store(args, Access::Write)?.ok_or_else(|| no_store(args))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -179,7 +195,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         (Ok(i), Ok(s)) => (i, s),
         (Err(e), _) | (_, Err(e)) => return refuse(&e, args.json),
     };
-    let store = match open_store(&args.store) {
+    let store = match store_to_write(&args.store) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
@@ -194,7 +210,7 @@ pub fn retry(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    let store = match open_store(&args.store) {
+    let store = match store_to_write(&args.store) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
@@ -209,7 +225,7 @@ pub fn abort(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    let store = match open_store(&args.store) {
+    let store = match store_to_write(&args.store) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };

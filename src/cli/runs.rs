@@ -1,9 +1,10 @@
 //! `orchc runs`, `show`, `subscriptions` and `subscription`: reading the store.
 
-use super::run::{open_store, refuse};
+use super::run::{existing_store, no_store, refuse};
 use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
 use crate::run::error::RunError;
 use crate::run::progress::human;
+use crate::run::store::Access;
 use crate::run::store::{RunRecord, StepRecord};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -20,11 +21,12 @@ fn took(start: i64, end: Option<i64>) -> String {
 }
 
 pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
-    let store = match open_store(&args) {
+    // No store yet: no runs (nothing is created by looking).
+    let store = match existing_store(&args, Access::Read) {
         Ok(s) => s,
         Err(e) => return refuse(&e, json_out),
     };
-    let runs = match store.runs() {
+    let runs = match store.as_ref().map_or(Ok(vec![]), |s| s.runs()) {
         Ok(r) => r,
         Err(e) => return refuse(&e, json_out),
     };
@@ -34,7 +36,11 @@ pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
         return exit::OK;
     }
     if runs.is_empty() {
-        println!("no runs in {}", super::run::db_path(&args).display());
+        let path = super::run::db_path(&args);
+        match store {
+            Some(_) => println!("no runs in {}", path.display()),
+            None => println!("no runs: there is no store at {} yet", path.display()),
+        }
         return exit::OK;
     }
     println!("{:<14} {:<24} {:<10} {:<26} TOOK", "RUN", "WORKFLOW", "STATUS", "STARTED");
@@ -75,8 +81,9 @@ fn step_json(s: &StepRecord) -> Value {
 }
 
 pub fn show(args: ShowArgs) -> i32 {
-    let store = match open_store(&args.store) {
-        Ok(s) => s,
+    let store = match existing_store(&args.store, Access::Read) {
+        Ok(Some(s)) => s,
+        Ok(None) => return refuse(&no_store(&args.store), args.json),
         Err(e) => return refuse(&e, args.json),
     };
     let rec = match store.run(&args.run) {
@@ -139,11 +146,8 @@ pub fn show(args: ShowArgs) -> i32 {
 }
 
 pub fn subscriptions(args: ListArgs) -> i32 {
-    let store = match open_store(&args.store) {
-        Ok(s) => s,
-        Err(e) => return refuse(&e, args.json),
-    };
-    let subs = match store.subscriptions() {
+    let subs = match existing_store(&args.store, Access::Read).and_then(|s| s.map_or(Ok(vec![]), |s| s.subscriptions()))
+    {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
@@ -174,8 +178,9 @@ pub fn subscriptions(args: ListArgs) -> i32 {
 }
 
 pub fn subscription(args: SubscriptionArgs) -> i32 {
-    let store = match open_store(&args.store) {
-        Ok(s) => s,
+    let store = match existing_store(&args.store, Access::Read) {
+        Ok(Some(s)) => s,
+        Ok(None) => return refuse(&no_store(&args.store), args.json),
         Err(e) => return refuse(&e, args.json),
     };
     let s = match store.subscription(&args.id) {

@@ -87,8 +87,24 @@ impl RunError {
     }
 }
 
+/// A stored value that cannot be read, raised inside a row mapping (which can only return a
+/// `rusqlite::Error`); its message names the run and what could not be read.
+#[derive(Debug)]
+pub struct Unreadable(pub String);
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
 impl From<rusqlite::Error> for RunError {
     fn from(e: rusqlite::Error) -> RunError {
-        RunError::Store(format!("store error: {e}"))
+        match e {
+            rusqlite::Error::ToSqlConversionFailure(e) if e.is::<Unreadable>() => RunError::Store(e.to_string()),
+            e => RunError::Store(format!("store error: {e}")),
+        }
     }
 }

@@ -320,7 +320,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
 
 fn load(store: &dyn Store, id: &str) -> Result<(RunRecord, Arc<Program>), RunError> {
     let rec = store.run(id)?.ok_or_else(|| RunError::NotFound(format!("there is no run `{id}`")))?;
-    let program: Program = serde_json::from_str(&rec.program)
+    let program: Program = store::from_json(&rec.program)
         .map_err(|e| RunError::Store(format!("run {}: its stored program cannot be read: {e}", rec.id)))?;
     Ok((rec, Arc::new(program)))
 }

@@ -2,8 +2,8 @@
 //! append-only event log. `Store` is the small interface the interpreter needs (a PostgreSQL
 //! backend for many workers can implement it later); `SqliteStore` is the default, embedded one.
 
-use super::error::RunError;
-use rusqlite::{params, Connection, OptionalExtension};
+use super::error::{RunError, Unreadable};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
@@ -202,6 +202,18 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// What a command does with the store, which decides what opening it may create or change.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// `run`: the store and its folder are created when missing.
+    Create,
+    /// `resume`, `retry`, `abort`: an existing store, written.
+    Write,
+    /// `runs`, `show`, `subscriptions`, `subscription`: an existing store, only read. Nothing is
+    /// written to it unless an older schema must be migrated.
+    Read,
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, migrating an older schema. A store with a
     /// newer or unknown schema is refused and left untouched.
@@ -212,44 +224,109 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)
             .map_err(|e| RunError::Store(format!("cannot open the store `{}`: {e}", path.display())))?;
-        Self::init(conn, &path.display().to_string())
+        let name = path.display().to_string();
+        Self::init(conn, &name, Access::Create)?.ok_or_else(|| RunError::Store(format!("cannot create `{name}`")))
+    }
+
+    /// Opens the store at `path` for `access` without creating anything: `None` when there is no
+    /// store there (no file, or an empty one). A store that cannot be written (a read-only file or
+    /// folder) can still be read when it needs no migration.
+    pub fn open_existing(path: &Path, access: Access) -> Result<Option<SqliteStore>> {
+        if access == Access::Create {
+            return Self::open(path).map(Some);
+        }
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let name = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| RunError::Store(format!("cannot open the store `{name}`: {e}")))?;
+        // Reading a WAL store needs its `-shm` file, which SQLite cannot create in a read-only
+        // folder. With no `-wal` file either, nobody can be writing to it (a writer would need
+        // one), so it is read as immutable: from the database file alone.
+        let blocked = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).is_err_and(|e| is_denied(&e));
+        let wal = Path::new(&format!("{name}-wal")).exists();
+        let conn = if access == Access::Read && blocked && !wal {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(uri, flags)
+                .map_err(|e| RunError::Store(format!("cannot open the store `{name}`: {e}")))?
+        } else {
+            conn
+        };
+        Self::init(conn, &name, access)
     }
 
     /// A store that lives in memory, for the REPL and tests.
     pub fn in_memory() -> Result<SqliteStore> {
-        Self::init(Connection::open_in_memory()?, ":memory:")
+        Self::init(Connection::open_in_memory()?, ":memory:", Access::Create)?
+            .ok_or_else(|| RunError::Store("cannot create a store in memory".into()))
     }
 
-    fn init(conn: Connection, name: &str) -> Result<SqliteStore> {
-        let not_a_store = |e: rusqlite::Error| RunError::Store(format!("`{name}` is not an orch store: {e}"));
+    /// Checks that `conn` holds an orch store (or nothing yet) before changing anything, then
+    /// switches it to WAL and migrates it as needed. `None`: an empty database, opened without
+    /// `Access::Create`.
+    fn init(conn: Connection, name: &str, access: Access) -> Result<Option<SqliteStore>> {
+        let unreadable = |e: rusqlite::Error| {
+            if is_denied(&e) {
+                cannot_write(name, e)
+            } else {
+                RunError::Store(format!("`{name}` is not an orch store: {e}"))
+            }
+        };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(not_a_store)?;
+        // One snapshot: another process may be creating the store meanwhile.
+        let (version, objects, schema) = (|| {
+            let tx = conn.unchecked_transaction()?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let objects: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            Ok((version, objects, schema_of(&tx)?))
+        })()
+        .map_err(unreadable)?;
         let latest = MIGRATIONS.len() as i64;
         if version > latest {
             return Err(RunError::Store(format!(
                 "the store `{name}` has schema version {version}, written by a newer orchc; this orchc reads versions up to {latest} and leaves it untouched"
             )));
         }
-        if version == 0 {
-            let tables: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-                .map_err(not_a_store)?;
-            if tables > 0 {
-                return Err(RunError::Store(format!(
-                    "`{name}` is a SQLite database but not an orch store; it is left untouched"
-                )));
+        if version == 0 && objects == 0 {
+            if access != Access::Create {
+                return Ok(None);
             }
+        } else if version == 0 || !has_schema(&schema, version)? {
+            return Err(RunError::Store(format!(
+                "`{name}` is not an orch store: a SQLite database without orch's tables; it is left untouched"
+            )));
         }
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // SQLite opens a file it may not write read-only, and says so only at the first write.
+        if access != Access::Read && conn.is_readonly(rusqlite::DatabaseName::Main)? {
+            return Err(RunError::Store(format!(
+                "the store `{name}` cannot be written (check the permissions of the file and its folder)"
+            )));
+        }
+        // A store that is already current and in WAL mode is only read: it may not be writable.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(unreadable)?;
+        if access != Access::Read && !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| cannot_write(name, e))?;
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
+        if version == latest {
+            return Ok(Some(SqliteStore { conn: Mutex::new(conn) }));
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        // Each migration in its own transaction; the version is read again under the write lock,
+        // since another process may have migrated the store since it was read above.
+        (|| loop {
+            let tx = write_tx(&conn)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+        })()
+        .map_err(|e| cannot_write(name, e))?;
+        Ok(Some(SqliteStore { conn: Mutex::new(conn) }))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -257,30 +334,117 @@ impl SqliteStore {
     }
 }
 
-fn json_col(s: Option<String>) -> Option<Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
+/// Parses JSON the store holds. serde_json's recursion limit (128) is off: what is stored was
+/// written without one (a program's JSON nests deeper than that), so it must read back.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// Whether an error says the file or its folder may not be written (or opened for it).
+fn is_denied(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+    matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen | PermissionDenied))
+}
+
+/// An error changing the store; said plainly when it is the permissions that forbid it.
+fn cannot_write(name: &str, e: rusqlite::Error) -> RunError {
+    if is_denied(&e) {
+        RunError::Store(format!(
+            "the store `{name}` cannot be written (check the permissions of the file and its folder): {e}"
+        ))
+    } else {
+        RunError::Store(format!("the store `{name}` cannot be set up: {e}"))
+    }
+}
+
+/// The tables of a database and their columns, by name.
+fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<String>)>> {
+    let mut tables = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+    let mut columns = conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+    let names: Vec<String> = tables.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    names
+        .into_iter()
+        .map(|t| {
+            let cols = columns.query_map([&t], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            Ok((t, cols))
+        })
+        .collect()
+}
+
+/// Whether `schema` has every table, with its columns, that the migrations up to `version` create.
+/// A SQLite file with some other tables (or an orch-like `user_version` alone) is not a store.
+fn has_schema(schema: &[(String, Vec<String>)], version: i64) -> Result<bool> {
+    let expected = Connection::open_in_memory()?;
+    for sql in &MIGRATIONS[..version as usize] {
+        expected.execute_batch(sql)?;
+    }
+    Ok(schema_of(&expected)?.iter().all(|table| schema.contains(table)))
+}
+
+/// `path` for a `file:` URI: the characters a URI gives a meaning to are percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(*b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Begins a write transaction holding the write lock from the start (IMMEDIATE). A deferred one
+/// that reads first cannot wait for the lock in WAL mode: its upgrade to a writer fails at once with
+/// `database is locked`, without the busy timeout, when another process writes concurrently.
+fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
+/// A JSON column. One that does not parse is an error naming `what` (run, step, column), never
+/// null: a null read back would be fed to the next step or shown as the outputs.
+fn json_col<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: impl FnOnce() -> String,
+) -> rusqlite::Result<Option<T>> {
+    text.map(|t| {
+        from_json(&t).map_err(|e| {
+            let msg = format!("{} cannot be read from the store: {e}", what());
+            rusqlite::Error::ToSqlConversionFailure(Box::new(Unreadable(msg)))
+        })
+    })
+    .transpose()
 }
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let id: String = r.get(0)?;
+    let col = |i: usize, name: &str| json_col(r.get(i)?, || format!("run {id}: its {name}"));
     Ok(RunRecord {
-        id: r.get(0)?,
         workflow: r.get(1)?,
         status: r.get(2)?,
-        inputs: json_col(r.get(3)?).unwrap_or(Value::Null),
-        outputs: json_col(r.get(4)?),
-        error: json_col(r.get(5)?),
+        inputs: col(3, "inputs")?.unwrap_or(Value::Null),
+        outputs: col(4, "outputs")?,
+        error: col(5, "error")?,
         created_ms: r.get(6)?,
         updated_ms: r.get(7)?,
         program: r.get(8)?,
         program_hash: r.get(9)?,
         env: r.get(10)?,
-        configs: json_col(r.get(11)?).unwrap_or(Value::Null),
-        secret_names: json_col(r.get(12)?).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        configs: col(11, "configs")?.unwrap_or(Value::Null),
+        secret_names: json_col(r.get(12)?, || format!("run {id}: its secret names"))?.unwrap_or_default(),
         owner: r.get(13)?,
         heartbeat_ms: r.get(14)?,
         waiting: r.get(15)?,
+        id,
     })
 }
+
+/// `id` is `?1` or starts with it: compared as text, case-sensitively (`LIKE` would take `%` and
+/// `_` as wildcards and ignore case). An empty `?1` matches nothing.
+const PREFIX: &str = "?1 <> '' AND substr(id, 1, length(?1)) = ?1";
 
 const RUN_COLUMNS: &str = "id, workflow, status, inputs, outputs, error, created_ms, updated_ms, program, program_hash, env, configs, secret_names, owner, heartbeat_ms, waiting";
 
@@ -290,7 +454,10 @@ fn sub_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
         product: r.get(1)?,
         customer: r.get(2)?,
         state: r.get(3)?,
-        value: json_col(r.get(4)?).unwrap_or(Value::Null),
+        value: json_col(r.get(4)?, || {
+            format!("subscription {}: its value", r.get::<_, String>(0).unwrap_or_default())
+        })?
+        .unwrap_or(Value::Null),
         locked_by: r.get(5)?,
         version: r.get(6)?,
         updated_ms: r.get(7)?,
@@ -301,7 +468,7 @@ impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, 'running', ?3, NULL, NULL, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?4, NULL)"),
             params![
@@ -327,11 +494,9 @@ impl Store for SqliteStore {
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 OR id LIKE ?2 ORDER BY id = ?1 DESC LIMIT 2"
-        ))?;
-        let rows: Vec<RunRecord> =
-            stmt.query_map(params![id, format!("{id}%")], run_from_row)?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE {PREFIX} ORDER BY id = ?1 DESC LIMIT 2"))?;
+        let rows: Vec<RunRecord> = stmt.query_map(params![id], run_from_row)?.collect::<rusqlite::Result<_>>()?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.into_iter().next()),
@@ -357,7 +522,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, waiting = ?5, updated_ms = ?6 WHERE id = ?1",
             params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
@@ -383,7 +548,7 @@ impl Store for SqliteStore {
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<std::result::Result<(), String>> {
         let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let (current, beat): (Option<String>, i64) =
             tx.query_row("SELECT owner, heartbeat_ms FROM runs WHERE id = ?1", params![id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -417,7 +582,8 @@ impl Store for SqliteStore {
         let mut out = std::collections::HashMap::new();
         for row in rows {
             let (path, outputs) = row?;
-            out.insert(path, json_col(outputs).unwrap_or(Value::Null));
+            let outputs = json_col(outputs, || format!("run {run}: the outputs of step `{path}`"))?;
+            out.insert(path, outputs.unwrap_or(Value::Null));
         }
         Ok(out)
     }
@@ -433,7 +599,7 @@ impl Store for SqliteStore {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
         let result = (|| -> Result<()> {
-            let tx = conn.unchecked_transaction()?;
+            let tx = write_tx(&conn)?;
             for w in batch {
                 match w {
                     StepWrite::Start { run, path, step, n, reads, at_ms } => {
@@ -469,7 +635,7 @@ impl Store for SqliteStore {
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         tx.execute(
             "INSERT OR REPLACE INTO inputs (run_id, path, vals, given_ms) VALUES (?1, ?2, ?3, ?4)",
             params![run, path, values.to_string(), now],
@@ -487,7 +653,7 @@ impl Store for SqliteStore {
         let v: Option<String> = conn
             .query_row("SELECT vals FROM inputs WHERE run_id = ?1 AND path = ?2", params![run, path], |r| r.get(0))
             .optional()?;
-        Ok(json_col(v))
+        Ok(json_col(v, || format!("run {run}: the values given to input step `{path}`"))?)
     }
 
     fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>> {
@@ -496,7 +662,11 @@ impl Store for SqliteStore {
             "SELECT path, compensation FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
         )?;
         let rows = stmt
-            .query_map(params![run], |r| Ok((r.get::<_, String>(0)?, json_col(r.get(1)?).unwrap_or(Value::Null))))?
+            .query_map(params![run], |r| {
+                let path: String = r.get(0)?;
+                let comp = json_col(r.get(1)?, || format!("run {run}: the compensation of step `{path}`"))?;
+                Ok((path, comp.unwrap_or(Value::Null)))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -514,16 +684,19 @@ impl Store for SqliteStore {
         )?;
         let mut steps: Vec<StepRecord> = stmt
             .query_map(params![run], |r| {
+                let path: String = r.get(0)?;
+                let col =
+                    |i: usize, name: &str| json_col(r.get(i)?, || format!("run {run}: the {name} of step `{path}`"));
                 Ok(StepRecord {
-                    path: r.get(0)?,
                     step: r.get(1)?,
                     status: r.get(2)?,
-                    reads: json_col(r.get(3)?).unwrap_or(Value::Null),
-                    outputs: json_col(r.get(4)?),
+                    reads: col(3, "inputs")?.unwrap_or(Value::Null),
+                    outputs: col(4, "outputs")?,
                     error: r.get(5)?,
                     started_ms: r.get(6)?,
                     finished_ms: r.get(7)?,
                     attempts: vec![],
+                    path,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
@@ -548,11 +721,11 @@ impl Store for SqliteStore {
 
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions WHERE id = ?1 OR id LIKE ?2 LIMIT 2",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions WHERE {PREFIX} LIMIT 2",
+        ))?;
         let rows: Vec<SubscriptionRecord> =
-            stmt.query_map(params![id, format!("{id}%")], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
+            stmt.query_map(params![id], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.into_iter().next()),
@@ -573,7 +746,7 @@ impl Store for SqliteStore {
 
     fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>> {
         let conn = self.conn();
-        let tx = conn.unchecked_transaction()?;
+        let tx = write_tx(&conn)?;
         let holder: Option<Option<String>> =
             tx.query_row("SELECT locked_by FROM subscriptions WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
         match holder {
@@ -605,12 +778,13 @@ impl Store for SqliteStore {
             conn.prepare("SELECT seq, run_id, at_ms, kind, detail FROM events WHERE run_id = ?1 ORDER BY seq")?;
         let rows = stmt
             .query_map(params![run], |r| {
+                let seq: i64 = r.get(0)?;
                 Ok(EventRecord {
-                    seq: r.get(0)?,
                     run_id: r.get(1)?,
                     at_ms: r.get(2)?,
                     kind: r.get(3)?,
-                    detail: json_col(r.get(4)?).unwrap_or(Value::Null),
+                    detail: json_col(r.get(4)?, || format!("run {run}: event {seq}"))?.unwrap_or(Value::Null),
+                    seq,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
