@@ -715,3 +715,46 @@ fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
     assert_eq!(std::fs::read(&db).unwrap(), before);
     mode(&dir, 0o755);
 }
+
+/// A process presumed dead (its run taken over, here by rewriting the owner as `orchc resume`
+/// does after a stale heartbeat) records nothing more: its step's completion is refused.
+#[test]
+fn a_process_whose_run_was_taken_over_records_nothing_more() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match hit.path.as_str() {
+        "/allocate" => Reply::json(json!({"id": "vm-9"})),
+        _ => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("done")
+        }
+    });
+    let o = Orchc::new();
+    let child = o
+        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for("/configure/vm-9");
+    {
+        let conn = rusqlite::Connection::open(o.db()).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.execute("UPDATE runs SET owner = '1:newowner', heartbeat_ms = 0", []).unwrap();
+    }
+    release.store(true, Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("driven by another process now"), "{}", text(&out));
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let show = o.show(runs[0]["run_id"].as_str().unwrap());
+    let steps = show["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["step"] == "allocate" && s["status"] == "completed"), "{show}");
+    assert!(
+        !steps.iter().any(|s| s["step"] == "configure" && s["status"] == "completed"),
+        "the old owner's completion is not recorded: {show}"
+    );
+    assert_eq!(show["status"], "running", "nor its end: {show}");
+}

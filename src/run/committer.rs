@@ -20,6 +20,10 @@ use tokio::sync::oneshot;
 /// How long attempt starts wait for a write to go with before they are committed on their own.
 const FLUSH_STARTS: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How often the run's heartbeat is written when no write carries it. On this thread rather than
+/// the runtime's, so that a step busy with computation cannot starve it.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Writes to commit together, and where to say they are committed.
 type Job = (Vec<StepWrite>, oneshot::Sender<std::result::Result<(), String>>);
 
@@ -31,14 +35,21 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer's thread; it ends when the committer is dropped.
-    pub fn new(store: Arc<dyn Store>) -> Committer {
+    /// Starts the committer's thread for `owner`'s run; it ends when the committer is dropped.
+    /// Besides the writes, the thread keeps the run's heartbeat.
+    pub fn new(store: Arc<dyn Store>, run: String, owner: String) -> Committer {
         let (jobs, queue) = mpsc::channel::<Job>();
         let pending: Arc<Mutex<Vec<StepWrite>>> = Arc::default();
         let starts = pending.clone();
+        let mut beat = std::time::Instant::now();
         let thread = std::thread::Builder::new()
             .name("orch-committer".into())
             .spawn(move || loop {
+                if beat.elapsed() >= HEARTBEAT {
+                    // A lost run shows at the next write, which the store refuses.
+                    let _ = store.heartbeat(&run, &owner);
+                    beat = std::time::Instant::now();
+                }
                 let batch: Vec<Job> = match queue.recv_timeout(FLUSH_STARTS) {
                     Ok(first) => std::iter::once(first).chain(queue.try_iter()).collect(),
                     Err(mpsc::RecvTimeoutError::Timeout) => vec![],
@@ -51,7 +62,7 @@ impl Committer {
                 if writes.is_empty() {
                     continue;
                 }
-                let result = store.write(&writes).map_err(|e| e.to_string());
+                let result = store.write(&owner, &writes).map_err(|e| e.to_string());
                 for done in waiting {
                     let _ = done.send(result.clone());
                 }

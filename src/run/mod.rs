@@ -451,7 +451,7 @@ pub async fn abort(
     let ctx = new_ctx(program.clone(), run_value(&rec), stored_configs(&rec), secret_map, &progress);
     let engine = Engine {
         ctx: Arc::new(ctx),
-        committer: Committer::new(store.clone()),
+        committer: Committer::new(store.clone(), rec.id.clone(), owner.clone()),
         done: store.completed_steps(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
@@ -497,20 +497,11 @@ async fn drive(
     let ctx = Arc::new(new_ctx(program.clone(), run_value(&rec), configs, secrets, &progress));
     let engine = Engine {
         ctx: ctx.clone(),
-        committer: Committer::new(store.clone()),
+        committer: Committer::new(store.clone(), rec.id.clone(), owner.clone()),
         done: store.completed_steps(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
         progress: progress.clone(),
-    };
-    let heartbeat = {
-        let (store, id, owner) = (store.clone(), rec.id.clone(), owner.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-                let _ = store.heartbeat(&id, &owner);
-            }
-        })
     };
     let mut state: State =
         rec.inputs.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
@@ -574,12 +565,8 @@ async fn drive(
                 waiting: None,
             }
         }
-        Err(Halt::Store(e)) => {
-            heartbeat.abort();
-            return Err(RunError::Store(e));
-        }
+        Err(Halt::Store(e)) => return Err(RunError::Store(e)),
     };
-    heartbeat.abort();
     store.release(&rec.id, &owner)?;
     Ok(outcome)
 }

@@ -111,6 +111,14 @@ pub enum StepWrite {
     },
 }
 
+impl StepWrite {
+    pub fn run(&self) -> &str {
+        match self {
+            StepWrite::Start { run, .. } | StepWrite::Fail { run, .. } | StepWrite::Complete { run, .. } => run,
+        }
+    }
+}
+
 /// Everything the interpreter and the commands need from a store.
 pub trait Store: Send + Sync {
     fn create_run(&self, run: &NewRun) -> Result<()>;
@@ -134,7 +142,8 @@ pub trait Store: Send + Sync {
         stale_ms: i64,
         alive: &dyn Fn(&str) -> bool,
     ) -> Result<std::result::Result<(), String>>;
-    fn heartbeat(&self, id: &str, owner: &str) -> Result<()>;
+    /// Says `owner` still drives the run; `false` when another process has taken it.
+    fn heartbeat(&self, id: &str, owner: &str) -> Result<bool>;
     fn release(&self, id: &str, owner: &str) -> Result<()>;
     /// The outputs of a completed step execution.
     /// The outputs of every completed step execution of a run, by path.
@@ -142,7 +151,9 @@ pub trait Store: Send + Sync {
     /// Writes attempt starts and step completions, in order, in one transaction: durable
     /// (`synchronous=FULL`) when the batch completes a step. The committer batches the writes of
     /// concurrent branches so that they share one fsync.
-    fn write(&self, batch: &[StepWrite]) -> Result<()>;
+    /// Commits `batch` in one transaction, and only while `owner` still drives its runs: a process
+    /// presumed dead (its heartbeat stopped) whose run was taken over must not record anything.
+    fn write(&self, owner: &str, batch: &[StepWrite]) -> Result<()>;
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
     fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
@@ -196,6 +207,9 @@ const MIGRATIONS: &[&str] = &[
     // 2: completing a step numbers it after the run's last one; without this index that lookup
     // scans every step of the run, which made long runs quadratic.
     "CREATE INDEX steps_by_seq ON steps(run_id, seq);",
+    // 3: every commit checks that its process still owns the run; this index answers that without
+    // reading the run's row, which holds the whole program.
+    "CREATE INDEX runs_by_owner ON runs(id, owner);",
 ];
 
 pub struct SqliteStore {
@@ -564,10 +578,11 @@ impl Store for SqliteStore {
         Ok(Ok(()))
     }
 
-    fn heartbeat(&self, id: &str, owner: &str) -> Result<()> {
-        self.conn()
+    fn heartbeat(&self, id: &str, owner: &str) -> Result<bool> {
+        let n = self
+            .conn()
             .execute("UPDATE runs SET heartbeat_ms = ?3 WHERE id = ?1 AND owner = ?2", params![id, owner, now_ms()])?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn release(&self, id: &str, owner: &str) -> Result<()> {
@@ -588,7 +603,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn write(&self, batch: &[StepWrite]) -> Result<()> {
+    fn write(&self, owner: &str, batch: &[StepWrite]) -> Result<()> {
         let conn = self.conn();
         // Attempt starts are bookkeeping: a step that is not completed runs again on resume whether
         // or not its start was recorded. A batch of starts only is committed without fsync
@@ -600,6 +615,20 @@ impl Store for SqliteStore {
         }
         let result = (|| -> Result<()> {
             let tx = write_tx(&conn)?;
+            // The fence: nothing is written for a run this process no longer owns.
+            let mut runs: Vec<&str> = batch.iter().map(StepWrite::run).collect();
+            runs.dedup();
+            for run in runs {
+                let owned: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM runs INDEXED BY runs_by_owner WHERE id = ?1 AND owner = ?2")?
+                    .query_row(params![run, owner], |r| r.get(0))?;
+                if owned != 1 {
+                    return Err(RunError::Busy(format!(
+                        "run {run} is driven by another process now (this one was presumed dead: its \
+                         heartbeat stopped); this process stops without recording more"
+                    )));
+                }
+            }
             for w in batch {
                 match w {
                     StepWrite::Start { run, path, step, n, reads, at_ms } => {
