@@ -715,3 +715,45 @@ fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
     assert_eq!(std::fs::read(&db).unwrap(), before);
     mode(&dir, 0o755);
 }
+
+/// Runs `orchc` with `--json`, failing the test (and killing it) when it takes longer than `limit`.
+fn json_within(o: &Orchc, args: &[&str], limit: Duration) -> (i32, Value, std::process::Output) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--json");
+    let mut child = o
+        .command(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orchc starts");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("orchc {args:?} still ran after {limit:?}: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    (out.status.code().unwrap_or(-1), v, out)
+}
+
+#[test]
+fn exec_stdin_is_written_while_the_output_is_read() {
+    let o = Orchc::new();
+    // About 330 KB: far more than a pipe holds, in both directions.
+    let (code, v, out) =
+        json_within(&o, &["run", "tests/run/exec.orch", "big_stdin", "-i", "n=10000"], Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", text(&out));
+    let expected: usize = (0..10000).map(|i| format!("line number {i} of the input").len()).sum::<usize>() + 9999;
+    assert_eq!(v["outputs"]["l"], expected);
+    // A child that stops reading early ends the writing, not orchc.
+    let (code, v, out) =
+        json_within(&o, &["run", "tests/run/exec.orch", "early_exit", "-i", "n=10000"], Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["out"], "line ");
+}

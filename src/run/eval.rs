@@ -631,11 +631,10 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
-    if let Some(input) = stdin {
-        if let Some(mut pipe) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = pipe.write_all(input.as_bytes()).await;
-        }
+    // Fed while stdout and stderr are read: a child that writes as it reads (`cat`) would
+    // otherwise fill its output pipe and wait for us while we wait for it.
+    if let (Some(pipe), Some(input)) = (child.stdin.take(), stdin) {
+        feed_stdin(pipe, input);
     }
     let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
     let code = out.status.code().unwrap_or(-1);
@@ -648,6 +647,25 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
         )));
     }
     Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
+}
+
+/// Writes a child's stdin on a thread of its own, then closes it. SIGPIPE is blocked on that
+/// thread (orchc keeps its default disposition), so a child that exits without reading all of its
+/// input ends the writing with EPIPE instead of ending orchc.
+fn feed_stdin(pipe: tokio::process::ChildStdin, input: String) {
+    let Ok(fd) = pipe.into_owned_fd() else { return };
+    std::thread::spawn(move || {
+        #[cfg(unix)]
+        // SAFETY: changes only this thread's signal mask, with a set built here.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let mut file = std::fs::File::from(fd);
+        let _ = std::io::Write::write_all(&mut file, input.as_bytes());
+    });
 }
 
 /// The same for every attempt of one step call in one run. Computed only when a body asks for it.
