@@ -757,3 +757,57 @@ fn exec_stdin_is_written_while_the_output_is_read() {
     assert_eq!(code, 0, "{}", text(&out));
     assert_eq!(v["outputs"]["out"], "line ");
 }
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn an_exec_timeout_kills_the_child_with_its_children() {
+    let o = Orchc::new();
+    let dir = o.dir.path().to_str().unwrap().to_string();
+    let (code, v, out) = json_within(
+        &o,
+        &["run", "tests/run/exec.orch", "grandchild", "-i", &format!("dir={dir}")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(v["error"]["message"].as_str().unwrap().contains("timed out after 500ms"), "{v}");
+    let pids = std::fs::read_to_string(o.dir.path().join("pids")).unwrap();
+    assert_eq!(pids.lines().count(), 4, "two attempts, each a child and a grandchild: {pids}");
+    // The grandchildren would write `alive` 2s after they started.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!o.dir.path().join("alive").exists(), "a grandchild outlived its step");
+    for pid in pids.lines() {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+}
+
+#[test]
+fn an_exec_child_dies_with_orchc() {
+    let o = Orchc::new();
+    let dir = o.dir.path().to_str().unwrap().to_string();
+    let mut run = o.command(&["run", "tests/run/exec.orch", "long", "-i", &format!("dir={dir}")]).spawn().unwrap();
+    let pid_file = o.dir.path().join("pid");
+    let started = std::time::Instant::now();
+    let pid = loop {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(p) if p.ends_with('\n') => break p,
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the child never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(alive(&pid));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while alive(&pid) {
+        assert!(killed.elapsed() < Duration::from_secs(5), "the exec child {pid} outlived orchc");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -630,13 +630,19 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     let check = vals[5].as_ref().and_then(Value::as_bool).unwrap_or(true);
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    own_group(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
+    // Kills the child's whole process group (its own children too) when the attempt is dropped
+    // before the child is done: a step timeout, or the end of the run.
+    let mut group = GroupKill(child.id());
     // Fed while stdout and stderr are read: a child that writes as it reads (`cat`) would
     // otherwise fill its output pipe and wait for us while we wait for it.
     if let (Some(pipe), Some(input)) = (child.stdin.take(), stdin) {
         feed_stdin(pipe, input);
     }
     let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
+    // Done: whatever the child left running on purpose (with its output elsewhere) is its own.
+    group.0 = None;
     let code = out.status.code().unwrap_or(-1);
     let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));
     let stderr = ctx.redactor.text(&String::from_utf8_lossy(&out.stderr));
@@ -647,6 +653,44 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
         )));
     }
     Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
+}
+
+/// The child leads a process group of its own, so that it can be killed with everything it
+/// started; on Linux it also gets SIGKILL when orchc dies (even by `kill -9`), so that a resumed
+/// run does not run the step again beside it.
+fn own_group(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the closure calls only async-signal-safe functions (getppid, prctl, raise).
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // orchc died before the prctl: no signal will come.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The process group of a running `exec` child, killed (SIGKILL) when dropped while set.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|id| i32::try_from(id).ok()).filter(|id| *id > 0) {
+            // SAFETY: a plain kill(2) of the group the child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Writes a child's stdin on a thread of its own, then closes it. SIGPIPE is blocked on that
