@@ -100,6 +100,26 @@ fn polling_repeats_the_body_until_the_condition_holds() {
 }
 
 #[test]
+fn a_poll_body_is_cut_off_when_within_runs_out() {
+    let server = Server::start(|_, _| Reply::json(json!({"status": "BUILD"})).after(Duration::from_secs(5)));
+    let o = Orchc::new();
+    let started = std::time::Instant::now();
+    let (code, v, out) = o.json(&[
+        "run",
+        "tests/run/poll.orch",
+        "start_server_strict",
+        "-i",
+        "server=vm-slow",
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::run::poll_timeout", "{v}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the slow call was waited for: {:?}", started.elapsed());
+    assert_eq!(server.count("GET", "/servers/vm-slow"), 1);
+}
+
+#[test]
 fn compensations_run_in_reverse_order_of_completion() {
     let server = Server::start(|hit, _| match (hit.method.as_str(), hit.path.as_str()) {
         ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
