@@ -294,6 +294,27 @@ fn subscriptions_are_saved_locked_and_checked_against_their_state() {
 }
 
 #[test]
+fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": 8121})));
+    let o = Orchc::new();
+    let create = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe2.ams"];
+    let (code, v, out) = o.json(&[&create[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let node = format!("node={id}");
+    let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "terminate", "-i", &node]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["node"]["state"], "terminated");
+    let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "revive", "-i", &node]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::lifecycle::bad_transition", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("from `terminated` to `active`"), "{message}");
+    let one: Value = serde_json::from_slice(&o.run(&["subscription", &id, "--json"]).stdout).unwrap();
+    assert_eq!(one["state"], "terminated", "the subscription is unchanged");
+}
+
+#[test]
 fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
     let secret = "s3cr3t-Value-8c1f";
     let server = Server::start(|hit, _| Reply::ok(format!("echo: {}", hit.body)));

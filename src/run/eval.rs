@@ -255,6 +255,16 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
         K::Transition { sub, state } => {
             let mut v = eval(ctx, locals, sub).await?;
             let product = v["product"].as_str().unwrap_or_default().to_string();
+            // The checker knows the state only where the type says it (`P@s`); a plain `P` is
+            // checked here, against the subscription's current state.
+            let from = v["state"].as_str().unwrap_or_default().to_string();
+            let lifecycle = ctx.program.products.get(&product).and_then(|p| ctx.program.lifecycles.get(&p.lifecycle));
+            if let Some(lc) = lifecycle.filter(|lc| !lc.allows(&from, state)) {
+                return Err(StepError::coded(
+                    Code::LifecycleBadTransition,
+                    format!("lifecycle `{}` has no transition from `{from}` to `{state}`", lc.name),
+                ));
+            }
             let missing = missing_fields(&ctx.program, &product, &v["fields"], state);
             if !missing.is_empty() {
                 return Err(StepError::coded(
