@@ -316,7 +316,19 @@ fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time()
 
 #[test]
 fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
-    let secret = "s3cr3t-Value-8c1f";
+    secret_stays_hidden("s3cr3t-Value-8c1f", &[]);
+}
+
+#[test]
+fn a_secret_is_hidden_also_as_it_is_written_inside_json() {
+    let secret = r#"pass\word"99"#;
+    // Inside JSON text, and inside JSON text stored as a JSON string.
+    secret_stays_hidden(secret, &[r#"pass\\word\"99"#, r#"pass\\\\word\\\"99"#]);
+}
+
+/// Runs `tests/run/secrets.orch` with `secret` and checks that neither it nor any of `forms` is
+/// printed or stored.
+fn secret_stays_hidden(secret: &str, forms: &[&str]) {
     let server = Server::start(|hit, _| Reply::ok(format!("echo: {}", hit.body)));
     let mut o = Orchc::new();
     o.env.push(("ORCH_SECRET_API_TOKEN".into(), secret.into()));
@@ -327,18 +339,20 @@ fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
         hit.headers.contains(&("authorization".into(), format!("Bearer {secret}"))),
         "the header carries the token"
     );
-    assert!(hit.body.contains(secret), "the json carries the token");
+    assert!(hit.body.contains(&json!(secret).to_string()), "the json carries the token");
     assert!(v["outputs"]["answer"].as_str().unwrap().contains("***"), "{v}");
     assert_eq!(v["outputs"]["tool_output"], "tool saw ***\n");
     let run = v["run_id"].as_str().unwrap();
     let show = o.run(&["show", run]);
     let show_json = o.run(&["show", run, "--json"]);
-    for output in [&out, &show, &show_json] {
-        assert!(!text(output).contains(secret), "printed: {}", text(output));
-    }
     let bytes = o.store_bytes();
     assert!(!bytes.is_empty());
-    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the store holds the secret");
+    for form in [secret].iter().chain(forms) {
+        for output in [&out, &show, &show_json] {
+            assert!(!text(output).contains(form), "printed {form}: {}", text(output));
+        }
+        assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "the store holds {form}");
+    }
 }
 
 #[test]
