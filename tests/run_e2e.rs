@@ -866,3 +866,41 @@ fn an_exec_child_dies_with_orchc() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn failures_say_what_is_wrong() {
+    let o = Orchc::new();
+    let file = "tests/run/messages.orch";
+    let attempts = |v: &Value| o.show(v["run_id"].as_str().unwrap())["steps"][0]["attempts"].as_array().unwrap().len();
+    let message = |v: &Value| v["error"]["message"].as_str().unwrap_or_default().to_string();
+
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", "url=not a url"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("invalid URL"), "{v}");
+    assert_eq!(attempts(&v), 1, "an invalid URL is not retried");
+
+    let server = Server::start(|_, _| Reply::ok("{}"));
+    let url = format!("url={}/x", server.url);
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", &url, "-i", "h=a\nb"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("header `x_probe` is not valid"), "{v}");
+    assert_eq!(attempts(&v), 1, "a bad header value is not retried");
+    assert!(server.hits().is_empty());
+
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", "url=http://127.0.0.1:1/x"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).to_lowercase().contains("connection refused"), "the cause: {v}");
+    assert_eq!(attempts(&v), 2, "a refused connection is retried");
+
+    let missing = o.dir.path().join("no-such-dir");
+    let (code, v, out) = o.json(&["run", file, "cwd", "-i", &format!("dir={}", missing.display())]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("working directory") && message(&v).contains("does not exist"), "{v}");
+
+    let (code, v, out) = o.json(&["run", file, "signal"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("killed by signal 9"), "{v}");
+    let (code, v, out) = o.json(&["run", file, "signal_code"]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["code"], -1);
+}

@@ -585,24 +585,53 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         HttpMethod::Patch => reqwest::Method::PATCH,
         HttpMethod::Delete => reqwest::Method::DELETE,
     };
-    let mut req = ctx.http.request(m.clone(), &url);
+    let shown = ctx.redactor.text(&url);
+    // What cannot be sent at all fails permanently, saying why (not reqwest's `builder error`).
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| StepError::permanent(format!("{m} {shown}: invalid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(StepError::permanent(format!(
+            "{m} {shown}: invalid URL: the scheme must be http or https, not `{}`",
+            parsed.scheme()
+        )));
+    }
+    let mut req = ctx.http.request(m.clone(), parsed);
     if let Some(body) = vals[1].as_ref().filter(|v| !v.is_null()) {
         req = req.json(body);
     }
     for (k, v) in str_map(&vals[2]) {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return Err(StepError::permanent(format!("{m} {shown}: `{k}` is not a valid header name")));
+        }
+        if reqwest::header::HeaderValue::from_str(&v).is_err() {
+            return Err(StepError::permanent(format!(
+                "{m} {shown}: the value of header `{k}` is not valid: it holds a newline, another control \
+                 character or a character outside ASCII"
+            )));
+        }
         req = req.header(k, v);
     }
     if let Some(ms) = vals[3].as_ref().and_then(Value::as_u64) {
         req = req.timeout(std::time::Duration::from_millis(ms));
     }
-    let shown = ctx.redactor.text(&url);
-    let resp = req.send().await.map_err(|e| StepError::retryable(ctx.redactor.text(&format!("{m} {shown}: {e}"))))?;
+    let resp = req.send().await.map_err(|e| {
+        let builder = e.is_builder();
+        let message = ctx.redactor.text(&format!("{m} {shown}: {}", causes(&e.without_url())));
+        if builder {
+            StepError::permanent(message)
+        } else {
+            StepError::retryable(message)
+        }
+    })?;
     let status = resp.status().as_u16();
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
         headers.insert(k.to_string(), json!(ctx.redactor.text(v.to_str().unwrap_or_default())));
     }
-    let body = resp.text().await.map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {e}")))?;
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {}", causes(&e.without_url()))))?;
     let body = ctx.redactor.text(&body);
     if status == 429 || status >= 500 {
         return Err(StepError::retryable(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
@@ -612,6 +641,21 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     }
     let json_body = serde_json::from_str(&body).unwrap_or(Value::Null);
     Ok(json!({ "status": status, "headers": headers, "body": body, "json": json_body }))
+}
+
+/// An error with its causes: `error sending request: client error (Connect): tcp connect error:
+/// Connection refused (os error 111)`.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn snippet(s: &str) -> String {
@@ -631,6 +675,12 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
         cmd.env(k, v);
     }
     if let Some(Value::String(cwd)) = &vals[3] {
+        // Otherwise spawning fails with ENOENT, which reads as if the program were missing.
+        if !std::path::Path::new(cwd).is_dir() {
+            return Err(StepError::permanent(format!(
+                "exec {program}: the working directory `{cwd}` does not exist or is not a directory"
+            )));
+        }
         cmd.current_dir(cwd);
     }
     let stdin = match &vals[4] {
@@ -653,14 +703,21 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
     // Done: whatever the child left running on purpose (with its output elsewhere) is its own.
     group.0 = None;
+    // -1 when the child was killed by a signal.
     let code = out.status.code().unwrap_or(-1);
     let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));
     let stderr = ctx.redactor.text(&String::from_utf8_lossy(&out.stderr));
     if check && code != 0 {
-        return Err(StepError::permanent(format!(
-            "exec {program} exited with {code}: {}",
-            snippet(if stderr.trim().is_empty() { &stdout } else { &stderr })
-        )));
+        let how = {
+            use std::os::unix::process::ExitStatusExt;
+            match out.status.signal() {
+                Some(n) => format!("was killed by signal {n}"),
+                None => format!("exited with {code}"),
+            }
+        };
+        let said = snippet(if stderr.trim().is_empty() { &stdout } else { &stderr });
+        let said = if said.is_empty() { said } else { format!(": {said}") };
+        return Err(StepError::permanent(format!("exec {program} {how}{said}")));
     }
     Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
 }
