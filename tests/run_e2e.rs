@@ -100,6 +100,26 @@ fn polling_repeats_the_body_until_the_condition_holds() {
 }
 
 #[test]
+fn a_poll_body_is_cut_off_when_within_runs_out() {
+    let server = Server::start(|_, _| Reply::json(json!({"status": "BUILD"})).after(Duration::from_secs(5)));
+    let o = Orchc::new();
+    let started = std::time::Instant::now();
+    let (code, v, out) = o.json(&[
+        "run",
+        "tests/run/poll.orch",
+        "start_server_strict",
+        "-i",
+        "server=vm-slow",
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::run::poll_timeout", "{v}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the slow call was waited for: {:?}", started.elapsed());
+    assert_eq!(server.count("GET", "/servers/vm-slow"), 1);
+}
+
+#[test]
 fn compensations_run_in_reverse_order_of_completion() {
     let server = Server::start(|hit, _| match (hit.method.as_str(), hit.path.as_str()) {
         ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
@@ -274,8 +294,41 @@ fn subscriptions_are_saved_locked_and_checked_against_their_state() {
 }
 
 #[test]
+fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": 8121})));
+    let o = Orchc::new();
+    let create = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe2.ams"];
+    let (code, v, out) = o.json(&[&create[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let node = format!("node={id}");
+    let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "terminate", "-i", &node]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["node"]["state"], "terminated");
+    let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "revive", "-i", &node]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::lifecycle::bad_transition", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("from `terminated` to `active`"), "{message}");
+    let one: Value = serde_json::from_slice(&o.run(&["subscription", &id, "--json"]).stdout).unwrap();
+    assert_eq!(one["state"], "terminated", "the subscription is unchanged");
+}
+
+#[test]
 fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
-    let secret = "s3cr3t-Value-8c1f";
+    secret_stays_hidden("s3cr3t-Value-8c1f", &[]);
+}
+
+#[test]
+fn a_secret_is_hidden_also_as_it_is_written_inside_json() {
+    let secret = r#"pass\word"99"#;
+    // Inside JSON text, and inside JSON text stored as a JSON string.
+    secret_stays_hidden(secret, &[r#"pass\\word\"99"#, r#"pass\\\\word\\\"99"#]);
+}
+
+/// Runs `tests/run/secrets.orch` with `secret` and checks that neither it nor any of `forms` is
+/// printed or stored.
+fn secret_stays_hidden(secret: &str, forms: &[&str]) {
     let server = Server::start(|hit, _| Reply::ok(format!("echo: {}", hit.body)));
     let mut o = Orchc::new();
     o.env.push(("ORCH_SECRET_API_TOKEN".into(), secret.into()));
@@ -286,18 +339,20 @@ fn secret_values_reach_the_server_but_never_the_store_or_the_output() {
         hit.headers.contains(&("authorization".into(), format!("Bearer {secret}"))),
         "the header carries the token"
     );
-    assert!(hit.body.contains(secret), "the json carries the token");
+    assert!(hit.body.contains(&json!(secret).to_string()), "the json carries the token");
     assert!(v["outputs"]["answer"].as_str().unwrap().contains("***"), "{v}");
     assert_eq!(v["outputs"]["tool_output"], "tool saw ***\n");
     let run = v["run_id"].as_str().unwrap();
     let show = o.run(&["show", run]);
     let show_json = o.run(&["show", run, "--json"]);
-    for output in [&out, &show, &show_json] {
-        assert!(!text(output).contains(secret), "printed: {}", text(output));
-    }
     let bytes = o.store_bytes();
     assert!(!bytes.is_empty());
-    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the store holds the secret");
+    for form in [secret].iter().chain(forms) {
+        for output in [&out, &show, &show_json] {
+            assert!(!text(output).contains(form), "printed {form}: {}", text(output));
+        }
+        assert!(!bytes.windows(form.len()).any(|w| w == form.as_bytes()), "the store holds {form}");
+    }
 }
 
 #[test]
@@ -757,4 +812,138 @@ fn a_process_whose_run_was_taken_over_records_nothing_more() {
         "the old owner's completion is not recorded: {show}"
     );
     assert_eq!(show["status"], "running", "nor its end: {show}");
+}
+
+/// Runs `orchc` with `--json`, failing the test (and killing it) when it takes longer than `limit`.
+fn json_within(o: &Orchc, args: &[&str], limit: Duration) -> (i32, Value, std::process::Output) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--json");
+    let mut child = o
+        .command(&all)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orchc starts");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("orchc {args:?} still ran after {limit:?}: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    (out.status.code().unwrap_or(-1), v, out)
+}
+
+#[test]
+fn exec_stdin_is_written_while_the_output_is_read() {
+    let o = Orchc::new();
+    // About 330 KB: far more than a pipe holds, in both directions.
+    let (code, v, out) =
+        json_within(&o, &["run", "tests/run/exec.orch", "big_stdin", "-i", "n=10000"], Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", text(&out));
+    let expected: usize = (0..10000).map(|i| format!("line number {i} of the input").len()).sum::<usize>() + 9999;
+    assert_eq!(v["outputs"]["l"], expected);
+    // A child that stops reading early ends the writing, not orchc.
+    let (code, v, out) =
+        json_within(&o, &["run", "tests/run/exec.orch", "early_exit", "-i", "n=10000"], Duration::from_secs(20));
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["out"], "line ");
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn an_exec_timeout_kills_the_child_with_its_children() {
+    let o = Orchc::new();
+    let dir = o.dir.path().to_str().unwrap().to_string();
+    let (code, v, out) = json_within(
+        &o,
+        &["run", "tests/run/exec.orch", "grandchild", "-i", &format!("dir={dir}")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(v["error"]["message"].as_str().unwrap().contains("timed out after 500ms"), "{v}");
+    let pids = std::fs::read_to_string(o.dir.path().join("pids")).unwrap();
+    assert_eq!(pids.lines().count(), 4, "two attempts, each a child and a grandchild: {pids}");
+    // The grandchildren would write `alive` 2s after they started.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!o.dir.path().join("alive").exists(), "a grandchild outlived its step");
+    for pid in pids.lines() {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+}
+
+#[test]
+fn an_exec_child_dies_with_orchc() {
+    let o = Orchc::new();
+    let dir = o.dir.path().to_str().unwrap().to_string();
+    let mut run = o.command(&["run", "tests/run/exec.orch", "long", "-i", &format!("dir={dir}")]).spawn().unwrap();
+    let pid_file = o.dir.path().join("pid");
+    let started = std::time::Instant::now();
+    let pid = loop {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(p) if p.ends_with('\n') => break p,
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the child never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(alive(&pid));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while alive(&pid) {
+        assert!(killed.elapsed() < Duration::from_secs(5), "the exec child {pid} outlived orchc");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn failures_say_what_is_wrong() {
+    let o = Orchc::new();
+    let file = "tests/run/messages.orch";
+    let attempts = |v: &Value| o.show(v["run_id"].as_str().unwrap())["steps"][0]["attempts"].as_array().unwrap().len();
+    let message = |v: &Value| v["error"]["message"].as_str().unwrap_or_default().to_string();
+
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", "url=not a url"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("invalid URL"), "{v}");
+    assert_eq!(attempts(&v), 1, "an invalid URL is not retried");
+
+    let server = Server::start(|_, _| Reply::ok("{}"));
+    let url = format!("url={}/x", server.url);
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", &url, "-i", "h=a\nb"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("header `x_probe` is not valid"), "{v}");
+    assert_eq!(attempts(&v), 1, "a bad header value is not retried");
+    assert!(server.hits().is_empty());
+
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", "url=http://127.0.0.1:1/x"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).to_lowercase().contains("connection refused"), "the cause: {v}");
+    assert_eq!(attempts(&v), 2, "a refused connection is retried");
+
+    let missing = o.dir.path().join("no-such-dir");
+    let (code, v, out) = o.json(&["run", file, "cwd", "-i", &format!("dir={}", missing.display())]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("working directory") && message(&v).contains("does not exist"), "{v}");
+
+    let (code, v, out) = o.json(&["run", file, "signal"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("killed by signal 9"), "{v}");
+    let (code, v, out) = o.json(&["run", file, "signal_code"]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["code"], -1);
 }

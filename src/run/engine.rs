@@ -422,8 +422,29 @@ impl Engine {
                 None => eval::eval_body(&self.ctx, &mut locals, body).await,
                 Some(poll) => {
                     let start = std::time::Instant::now();
+                    let timed_out = |within: u64| {
+                        StepError::coded(
+                            Code::RunPollTimeout,
+                            format!(
+                                "`{}`: the poll condition was not true within {}",
+                                step.name,
+                                super::value::format_duration(within)
+                            ),
+                        )
+                    };
                     loop {
-                        let out = eval::eval_body(&self.ctx, &mut locals, body).await?;
+                        // A body that blocks (a slow HTTP call) is cut off when `within` runs out.
+                        let out = match poll.within_ms {
+                            Some(within) => {
+                                let left = within.saturating_sub(start.elapsed().as_millis() as u64);
+                                let run = eval::eval_body(&self.ctx, &mut locals, body);
+                                match tokio::time::timeout(std::time::Duration::from_millis(left), run).await {
+                                    Ok(out) => out?,
+                                    Err(_) => return Err(timed_out(within)),
+                                }
+                            }
+                            None => eval::eval_body(&self.ctx, &mut locals, body).await?,
+                        };
                         let mut seen = locals.clone();
                         if let Value::Object(o) = &out {
                             for (k, v) in o {
@@ -435,14 +456,7 @@ impl Engine {
                         }
                         if let Some(within) = poll.within_ms {
                             if start.elapsed().as_millis() as u64 + poll.every_ms > within {
-                                return Err(StepError::coded(
-                                    Code::RunPollTimeout,
-                                    format!(
-                                        "`{}`: the poll condition was not true within {}",
-                                        step.name,
-                                        super::value::format_duration(within)
-                                    ),
-                                ));
+                                return Err(timed_out(within));
                             }
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(poll.every_ms)).await;

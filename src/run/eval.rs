@@ -255,6 +255,16 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
         K::Transition { sub, state } => {
             let mut v = eval(ctx, locals, sub).await?;
             let product = v["product"].as_str().unwrap_or_default().to_string();
+            // The checker knows the state only where the type says it (`P@s`); a plain `P` is
+            // checked here, against the subscription's current state.
+            let from = v["state"].as_str().unwrap_or_default().to_string();
+            let lifecycle = ctx.program.products.get(&product).and_then(|p| ctx.program.lifecycles.get(&p.lifecycle));
+            if let Some(lc) = lifecycle.filter(|lc| !lc.allows(&from, state)) {
+                return Err(StepError::coded(
+                    Code::LifecycleBadTransition,
+                    format!("lifecycle `{}` has no transition from `{from}` to `{state}`", lc.name),
+                ));
+            }
             let missing = missing_fields(&ctx.program, &product, &v["fields"], state);
             if !missing.is_empty() {
                 return Err(StepError::coded(
@@ -575,24 +585,53 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         HttpMethod::Patch => reqwest::Method::PATCH,
         HttpMethod::Delete => reqwest::Method::DELETE,
     };
-    let mut req = ctx.http.request(m.clone(), &url);
+    let shown = ctx.redactor.text(&url);
+    // What cannot be sent at all fails permanently, saying why (not reqwest's `builder error`).
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| StepError::permanent(format!("{m} {shown}: invalid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(StepError::permanent(format!(
+            "{m} {shown}: invalid URL: the scheme must be http or https, not `{}`",
+            parsed.scheme()
+        )));
+    }
+    let mut req = ctx.http.request(m.clone(), parsed);
     if let Some(body) = vals[1].as_ref().filter(|v| !v.is_null()) {
         req = req.json(body);
     }
     for (k, v) in str_map(&vals[2]) {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return Err(StepError::permanent(format!("{m} {shown}: `{k}` is not a valid header name")));
+        }
+        if reqwest::header::HeaderValue::from_str(&v).is_err() {
+            return Err(StepError::permanent(format!(
+                "{m} {shown}: the value of header `{k}` is not valid: it holds a newline, another control \
+                 character or a character outside ASCII"
+            )));
+        }
         req = req.header(k, v);
     }
     if let Some(ms) = vals[3].as_ref().and_then(Value::as_u64) {
         req = req.timeout(std::time::Duration::from_millis(ms));
     }
-    let shown = ctx.redactor.text(&url);
-    let resp = req.send().await.map_err(|e| StepError::retryable(ctx.redactor.text(&format!("{m} {shown}: {e}"))))?;
+    let resp = req.send().await.map_err(|e| {
+        let builder = e.is_builder();
+        let message = ctx.redactor.text(&format!("{m} {shown}: {}", causes(&e.without_url())));
+        if builder {
+            StepError::permanent(message)
+        } else {
+            StepError::retryable(message)
+        }
+    })?;
     let status = resp.status().as_u16();
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
         headers.insert(k.to_string(), json!(ctx.redactor.text(v.to_str().unwrap_or_default())));
     }
-    let body = resp.text().await.map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {e}")))?;
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {}", causes(&e.without_url()))))?;
     let body = ctx.redactor.text(&body);
     if status == 429 || status >= 500 {
         return Err(StepError::retryable(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
@@ -602,6 +641,21 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     }
     let json_body = serde_json::from_str(&body).unwrap_or(Value::Null);
     Ok(json!({ "status": status, "headers": headers, "body": body, "json": json_body }))
+}
+
+/// An error with its causes: `error sending request: client error (Connect): tcp connect error:
+/// Connection refused (os error 111)`.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn snippet(s: &str) -> String {
@@ -621,6 +675,12 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
         cmd.env(k, v);
     }
     if let Some(Value::String(cwd)) = &vals[3] {
+        // Otherwise spawning fails with ENOENT, which reads as if the program were missing.
+        if !std::path::Path::new(cwd).is_dir() {
+            return Err(StepError::permanent(format!(
+                "exec {program}: the working directory `{cwd}` does not exist or is not a directory"
+            )));
+        }
         cmd.current_dir(cwd);
     }
     let stdin = match &vals[4] {
@@ -630,24 +690,93 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     let check = vals[5].as_ref().and_then(Value::as_bool).unwrap_or(true);
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    own_group(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
-    if let Some(input) = stdin {
-        if let Some(mut pipe) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            let _ = pipe.write_all(input.as_bytes()).await;
-        }
+    // Kills the child's whole process group (its own children too) when the attempt is dropped
+    // before the child is done: a step timeout, or the end of the run.
+    let mut group = GroupKill(child.id());
+    // Fed while stdout and stderr are read: a child that writes as it reads (`cat`) would
+    // otherwise fill its output pipe and wait for us while we wait for it.
+    if let (Some(pipe), Some(input)) = (child.stdin.take(), stdin) {
+        feed_stdin(pipe, input);
     }
     let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
+    // Done: whatever the child left running on purpose (with its output elsewhere) is its own.
+    group.0 = None;
+    // -1 when the child was killed by a signal.
     let code = out.status.code().unwrap_or(-1);
     let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));
     let stderr = ctx.redactor.text(&String::from_utf8_lossy(&out.stderr));
     if check && code != 0 {
-        return Err(StepError::permanent(format!(
-            "exec {program} exited with {code}: {}",
-            snippet(if stderr.trim().is_empty() { &stdout } else { &stderr })
-        )));
+        let how = {
+            use std::os::unix::process::ExitStatusExt;
+            match out.status.signal() {
+                Some(n) => format!("was killed by signal {n}"),
+                None => format!("exited with {code}"),
+            }
+        };
+        let said = snippet(if stderr.trim().is_empty() { &stdout } else { &stderr });
+        let said = if said.is_empty() { said } else { format!(": {said}") };
+        return Err(StepError::permanent(format!("exec {program} {how}{said}")));
     }
     Ok(json!({ "code": code, "stdout": stdout, "stderr": stderr }))
+}
+
+/// The child leads a process group of its own, so that it can be killed with everything it
+/// started; on Linux it also gets SIGKILL when orchc dies (even by `kill -9`), so that a resumed
+/// run does not run the step again beside it.
+fn own_group(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the closure calls only async-signal-safe functions (getppid, prctl, raise).
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // orchc died before the prctl: no signal will come.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The process group of a running `exec` child, killed (SIGKILL) when dropped while set.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|id| i32::try_from(id).ok()).filter(|id| *id > 0) {
+            // SAFETY: a plain kill(2) of the group the child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Writes a child's stdin on a thread of its own, then closes it. SIGPIPE is blocked on that
+/// thread (orchc keeps its default disposition), so a child that exits without reading all of its
+/// input ends the writing with EPIPE instead of ending orchc.
+fn feed_stdin(pipe: tokio::process::ChildStdin, input: String) {
+    let Ok(fd) = pipe.into_owned_fd() else { return };
+    std::thread::spawn(move || {
+        #[cfg(unix)]
+        // SAFETY: changes only this thread's signal mask, with a set built here.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let mut file = std::fs::File::from(fd);
+        let _ = std::io::Write::write_all(&mut file, input.as_bytes());
+    });
 }
 
 /// The same for every attempt of one step call in one run. Computed only when a body asks for it.

@@ -213,7 +213,16 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        let mut secrets: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut secrets: Vec<String> = vec![];
+        for s in values.into_iter().filter(|s| !s.is_empty()) {
+            // As it appears inside JSON text too (a request body echoed back): `a\b` for `a\b`.
+            let quoted = serde_json::to_string(&s).unwrap_or_default();
+            let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
+            if !escaped.is_empty() && escaped != s {
+                secrets.push(escaped.to_string());
+            }
+            secrets.push(s);
+        }
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Redactor { secrets }
