@@ -926,9 +926,14 @@ fn failures_say_what_is_wrong() {
     let url = format!("url={}/x", server.url);
     let (code, v, out) = o.json(&["run", file, "fetch", "-i", &url, "-i", "h=a\nb"]);
     assert_eq!(code, 1, "{}", text(&out));
-    assert!(message(&v).contains("header `x_probe` is not valid"), "{v}");
+    assert!(message(&v).contains("header `x-probe` is not valid"), "{v}");
     assert_eq!(attempts(&v), 1, "a bad header value is not retried");
     assert!(server.hits().is_empty());
+    // A header key's underscores are sent as hyphens.
+    let (code, _, out) = o.json(&["run", file, "fetch", "-i", &url, "-i", "h=yes"]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let sent = server.hits()[0].headers.clone();
+    assert!(sent.iter().any(|(k, v)| k.eq_ignore_ascii_case("x-probe") && v == "yes"), "{sent:?}");
 
     let (code, v, out) = o.json(&["run", file, "fetch", "-i", "url=http://127.0.0.1:1/x"]);
     assert_eq!(code, 1, "{}", text(&out));

@@ -600,6 +600,9 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         req = req.json(body);
     }
     for (k, v) in str_map(&vals[2]) {
+        // orch names cannot hold `-`, header names nearly always do: `content_type` is sent as
+        // `content-type` (underscores in header names are rare and dropped by many proxies).
+        let k = k.replace('_', "-");
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             return Err(StepError::permanent(format!("{m} {shown}: `{k}` is not a valid header name")));
         }
