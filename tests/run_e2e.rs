@@ -715,3 +715,34 @@ fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
     assert_eq!(std::fs::read(&db).unwrap(), before);
     mode(&dir, 0o755);
 }
+
+#[test]
+fn every_completion_of_a_step_is_compensated_after_retries_and_abort() {
+    let server = Server::start(|hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/a") => Reply::json(json!({"id": format!("a-{n}")})),
+        ("POST", "/c") => Reply::status(404, "no such thing"),
+        // The undo of the second completion fails once; `abort` runs it again.
+        ("POST", "/ua/a-1") if n == 0 => Reply::status(400, "not yet"),
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/compensate_retry.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    assert_eq!(server.count("POST", "/ua/a-0"), 1, "the first completion is undone");
+
+    let (code, _, out) = o.json(&["retry", &run]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(server.count("POST", "/a"), 2, "the compensated step ran again");
+    assert_eq!(server.count("POST", "/ua/a-1"), 1, "the second completion has its own compensation");
+
+    let (code, v, out) = o.json(&["abort", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted");
+    assert_eq!(server.count("POST", "/ua/a-1"), 2, "abort runs the compensation that failed");
+    assert_eq!(server.count("POST", "/ua/a-0"), 1, "each completion is undone once");
+    assert_eq!(server.count("POST", "/a"), 2);
+    let show = o.show(&run);
+    let undos = show["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "undo_a").count();
+    assert_eq!(undos, 2, "each compensation is recorded: {show}");
+}

@@ -332,6 +332,7 @@ impl Engine {
                             outputs: outputs.clone(),
                             compensation,
                             subscriptions: subs,
+                            undoes: None,
                         })
                         .await?;
                     Ok(writes(c, &outputs))
@@ -463,12 +464,14 @@ impl Engine {
     }
 
     /// Runs the registered compensations, most recently completed step first, each recorded like a
-    /// step under `compensate:PATH`. Returns the failures (a failed compensation does not stop the
+    /// step under `compensate:PATH#SEQ`: every completion of a step (a step compensated and run
+    /// again by `retry` completes anew, with a new `SEQ`) is undone by its own compensation, with
+    /// that completion's values. Returns the failures (a failed compensation does not stop the
     /// others).
     pub async fn compensate(&self) -> Result<Vec<Failure>, Halt> {
         let mut failures = vec![];
-        for (path, comp) in self.store.compensations(&self.run_id)? {
-            let cpath = format!("compensate:{path}");
+        for (path, seq, comp) in self.store.compensations(&self.run_id)? {
+            let cpath = format!("compensate:{path}#{seq}");
             if self.done.contains_key(&cpath) {
                 self.store.mark_compensated(&self.run_id, &path)?;
                 continue;
@@ -498,9 +501,9 @@ impl Engine {
                             outputs: out,
                             compensation: None,
                             subscriptions: subs,
+                            undoes: Some(path.clone()),
                         })
                         .await?;
-                    self.store.mark_compensated(&self.run_id, &path)?;
                 }
                 Err(Halt::Failed(f)) => failures.push(f),
                 Err(other) => return Err(other),

@@ -108,6 +108,9 @@ pub enum StepWrite {
         outputs: Value,
         compensation: Option<Value>,
         subscriptions: Vec<Value>,
+        /// For a compensation: the path of the step it undoes, marked `compensated` in the same
+        /// transaction.
+        undoes: Option<String>,
     },
 }
 
@@ -146,8 +149,10 @@ pub trait Store: Send + Sync {
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
     fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
-    /// Registered compensations of completed steps, most recently completed first.
-    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>>;
+    /// Registered compensations of completed steps, most recently completed first: the step's
+    /// path, the number of its completion in the run (`seq`, new at every completion) and the
+    /// compensation.
+    fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>>;
     fn mark_compensated(&self, run: &str, path: &str) -> Result<()>;
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>>;
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
@@ -608,8 +613,14 @@ impl Store for SqliteStore {
                     StepWrite::Fail { run, path, n, at_ms, error, permanent } => {
                         write_fail(&tx, run, path, *n, *at_ms, error, *permanent)?
                     }
-                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions } => {
-                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?
+                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions, undoes } => {
+                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?;
+                        if let Some(undone) = undoes {
+                            tx.prepare_cached(
+                                "UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2",
+                            )?
+                            .execute(params![run, undone])?;
+                        }
                     }
                 }
             }
@@ -656,16 +667,16 @@ impl Store for SqliteStore {
         Ok(json_col(v, || format!("run {run}: the values given to input step `{path}`"))?)
     }
 
-    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>> {
+    fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT path, compensation FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
+            "SELECT path, compensation, coalesce(seq, 0) FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
         )?;
         let rows = stmt
             .query_map(params![run], |r| {
                 let path: String = r.get(0)?;
                 let comp = json_col(r.get(1)?, || format!("run {run}: the compensation of step `{path}`"))?;
-                Ok((path, comp.unwrap_or(Value::Null)))
+                Ok((path, r.get(2)?, comp.unwrap_or(Value::Null)))
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
