@@ -746,3 +746,69 @@ fn every_completion_of_a_step_is_compensated_after_retries_and_abort() {
     let undos = show["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "undo_a").count();
     assert_eq!(undos, 2, "each compensation is recorded: {show}");
 }
+
+/// Starts `commands` while the test holds the store's write lock, so that each has read the run
+/// (and passed its checks) before any can take it; then lets them all go at once.
+fn race(o: &Orchc, commands: &[Vec<String>]) -> Vec<std::process::Output> {
+    let conn = rusqlite::Connection::open(o.db()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.push("--json");
+            o.command(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    conn.execute_batch("COMMIT").unwrap();
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn racing_commands_on_one_run_let_exactly_one_take_it() {
+    let server = Server::start(|hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/a") => Reply::json(json!({"id": format!("a-{n}")})),
+        ("POST", "/c") => Reply::status(404, "no such thing"),
+        _ => Reply::ok("{}"),
+    });
+    for _ in 0..3 {
+        // Two `resume -i` with different values on a suspended run.
+        let o = Orchc::new();
+        let (code, v, _) = o.json(&["run", "tests/run/approval.orch", "-i", "version=1"]);
+        assert_eq!(code, 3);
+        let run = v["run_id"].as_str().unwrap().to_string();
+        let outs = race(
+            &o,
+            &[
+                strings(&["resume", &run, "-i", "approved=true", "-i", "approver=alice"]),
+                strings(&["resume", &run, "-i", "approved=false", "-i", "approver=bob"]),
+            ],
+        );
+        let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "one resume wins: {codes:?}");
+        assert_eq!(codes.iter().filter(|c| **c == 2).count(), 1, "the other is refused: {codes:?}");
+        let show = o.show(&run);
+        let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "input_given").count(), 1, "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run_completed"), "{kinds:?}");
+
+        // `retry` and `abort` of a failed run.
+        let (code, v, _) = o.json(&["run", "tests/run/compensate_retry.orch", "--config", &cfg(&server)]);
+        assert_eq!(code, 1);
+        let run = v["run_id"].as_str().unwrap().to_string();
+        let outs = race(&o, &[strings(&["retry", &run]), strings(&["abort", &run])]);
+        let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        let refused = codes.iter().filter(|c| **c == 2).count();
+        assert_eq!(refused, 1, "one of them is refused: {codes:?} {}", outs.iter().map(text).collect::<String>());
+        let show = o.show(&run);
+        let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let ends = kinds.iter().filter(|k| **k == "run_aborted").count();
+        let retried = kinds.iter().filter(|k| **k == "run_running").count();
+        assert_eq!(ends + retried, 1, "exactly one of them changed the run: {kinds:?}");
+    }
+}

@@ -329,10 +329,16 @@ fn stored_configs(rec: &RunRecord) -> HashMap<String, Value> {
     rec.configs.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
 }
 
+/// Takes the run for this process, if it is still as `rec` says (another command may have taken
+/// or changed it since it was read).
 fn claim(store: &dyn Store, rec: &RunRecord, owner: &str) -> Result<(), RunError> {
-    match store.claim(&rec.id, owner, STALE_MS, &owner_alive)? {
+    match store.claim(&rec.id, owner, STALE_MS, &owner_alive, (&rec.status, rec.updated_ms))? {
         Ok(()) => Ok(()),
-        Err(holder) => Err(RunError::Busy(format!(
+        Err(store::Refused::Changed(now)) => Err(RunError::Busy(format!(
+            "run {} changed while this command was starting (it was {}, it is now {now}); nothing was done: look at it with `orchc show {}`",
+            rec.id, rec.status, rec.id
+        ))),
+        Err(store::Refused::Owner(holder)) => Err(RunError::Busy(format!(
             "run {} is being driven by another orchc process ({}); wait for it to finish or stop it first",
             rec.id,
             holder.split(':').next().map(|p| format!("pid {p}")).unwrap_or(holder.clone())

@@ -82,6 +82,15 @@ pub struct SubscriptionRecord {
     pub updated_ms: i64,
 }
 
+/// Why `claim` did not take a run.
+#[derive(Clone, Debug)]
+pub enum Refused {
+    /// Another live process holds it (its owner id).
+    Owner(String),
+    /// The run changed since it was read: its status now.
+    Changed(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct EventRecord {
     pub seq: i64,
@@ -128,15 +137,18 @@ pub trait Store: Send + Sync {
         error: Option<&Value>,
         waiting: Option<&str>,
     ) -> Result<()>;
-    /// Takes the run for `owner` when nobody else holds it: no owner, the same owner, or an owner
-    /// whose heartbeat is older than `stale_ms` or whose process is gone (`alive` says).
+    /// Takes the run for `owner` when nobody else holds it (no owner, the same owner, or an owner
+    /// whose heartbeat is older than `stale_ms` or whose process is gone: `alive` says) and it is
+    /// still as the caller read it (`seen`: its status and `updated_ms`). Both are checked in the
+    /// transaction that takes it, so of two commands racing for a run only one gets it.
     fn claim(
         &self,
         id: &str,
         owner: &str,
         stale_ms: i64,
         alive: &dyn Fn(&str) -> bool,
-    ) -> Result<std::result::Result<(), String>>;
+        seen: (&str, i64),
+    ) -> Result<std::result::Result<(), Refused>>;
     fn heartbeat(&self, id: &str, owner: &str) -> Result<()>;
     fn release(&self, id: &str, owner: &str) -> Result<()>;
     /// The outputs of a completed step execution.
@@ -551,18 +563,22 @@ impl Store for SqliteStore {
         owner: &str,
         stale_ms: i64,
         alive: &dyn Fn(&str) -> bool,
-    ) -> Result<std::result::Result<(), String>> {
+        seen: (&str, i64),
+    ) -> Result<std::result::Result<(), Refused>> {
         let conn = self.conn();
         let tx = write_tx(&conn)?;
-        let (current, beat): (Option<String>, i64) =
-            tx.query_row("SELECT owner, heartbeat_ms FROM runs WHERE id = ?1", params![id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        let (current, beat, status, updated): (Option<String>, i64, String, i64) =
+            tx.query_row("SELECT owner, heartbeat_ms, status, updated_ms FROM runs WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?;
         let now = now_ms();
         if let Some(cur) = &current {
             if cur != owner && now - beat < stale_ms && alive(cur) {
-                return Ok(Err(cur.clone()));
+                return Ok(Err(Refused::Owner(cur.clone())));
             }
+        }
+        if (status.as_str(), updated) != seen {
+            return Ok(Err(Refused::Changed(status)));
         }
         tx.execute("UPDATE runs SET owner = ?2, heartbeat_ms = ?3 WHERE id = ?1", params![id, owner, now])?;
         tx.commit()?;
