@@ -812,3 +812,85 @@ fn racing_commands_on_one_run_let_exactly_one_take_it() {
         assert_eq!(ends + retried, 1, "exactly one of them changed the run: {kinds:?}");
     }
 }
+
+#[test]
+fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    // The holder's audit waits for the gate; any other answers at once.
+    let server = Server::start(move |hit, n| {
+        if hit.path.starts_with("/audit/") && n == 0 {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Reply::ok("clean");
+        }
+        Reply::json(json!({"id": 8120}))
+    });
+    let o = Orchc::new();
+    let args = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1"];
+    let (code, v, out) = o.json(&[&args[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+
+    // Two runs started at the same moment on one subscription: both pass the check at the start.
+    let audit = strings(&[
+        "run",
+        "tests/run/subscriptions.orch",
+        "audit",
+        "-i",
+        &format!("node={id}"),
+        "--config",
+        &cfg(&server),
+    ]);
+    let conn = rusqlite::Connection::open(o.db()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let spawn = || {
+        let mut a: Vec<&str> = audit.iter().map(String::as_str).collect();
+        a.push("--json");
+        o.command(&a).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    std::thread::sleep(Duration::from_millis(700));
+    conn.execute_batch("COMMIT").unwrap();
+    server.wait_for("/audit/8120");
+    std::thread::sleep(Duration::from_millis(300));
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let find = |status: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == status && r["workflow"] == "audit")
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (holder, refused) = (find("running"), find("failed"));
+    assert_eq!(holder.len(), 1, "{runs}");
+    let (holder, refused) = (holder[0].clone(), refused.into_iter().next());
+
+    // The refused run (if it was stored) cannot run past the lock: retry is refused, naming the holder.
+    if let Some(refused) = &refused {
+        let (code, v, out) = o.json(&["retry", refused]);
+        assert_eq!(code, 2, "{}", text(&out));
+        assert_eq!(v["error"]["code"], "orch::run::subscription_locked", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(&holder), "names the holder: {v}");
+        assert_eq!(o.show(refused)["status"], "failed", "the refused retry changes nothing");
+        assert_eq!(server.count("GET", "/audit/8120"), 1, "only the holder ran");
+    }
+    release.store(true, Ordering::SeqCst);
+    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+    codes.sort();
+    assert_eq!(codes, [0, 2], "{}", outs.iter().map(text).collect::<String>());
+    let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+    assert_eq!(subs[0]["locked_by"], Value::Null, "released when the holder completed");
+
+    // Once the holder is done, the refused run can be retried: it takes the lock, then releases it.
+    if let Some(refused) = &refused {
+        let (code, v, out) = o.json(&["retry", refused]);
+        assert_eq!(code, 0, "{}", text(&out));
+        assert_eq!(v["status"], "completed");
+        let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+        assert_eq!(subs[0]["locked_by"], Value::Null);
+    }
+}
