@@ -745,6 +745,52 @@ fn every_completion_of_a_step_is_compensated_after_retries_and_abort() {
     let show = o.show(&run);
     let undos = show["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "undo_a").count();
     assert_eq!(undos, 2, "each compensation is recorded: {show}");
+    let a = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "a").unwrap().clone();
+    let ns: Vec<i64> = a["attempts"].as_array().unwrap().iter().map(|t| t["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [1, 2], "the retry's attempt is the step's second: {a}");
+}
+
+#[test]
+fn attempts_are_numbered_on_across_a_crash_and_the_resume_is_logged() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match hit.path.as_str() {
+        "/allocate" => Reply::json(json!({"id": "vm-42"})),
+        "/configure/vm-42" => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("configured")
+        }
+        _ => Reply::ok("ok"),
+    });
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/configure/vm-42");
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (code, _, out) = o.json(&["resume", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let show = o.show(&run);
+    let step = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "configure").unwrap().clone();
+    let attempts: Vec<(i64, String)> = step["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["attempt"].as_i64().unwrap(), t["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(attempts, [(1, "running".to_string()), (2, "completed".to_string())], "{step}");
+    let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"run_resumed"), "{kinds:?}");
 }
 
 /// Starts `commands` while the test holds the store's write lock, so that each has read the run

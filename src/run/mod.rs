@@ -453,6 +453,7 @@ pub async fn resume(
     }
     let owner = owner_id();
     take(store.as_ref(), &program, &rec, &owner)?;
+    store.event(&rec.id, "run_resumed", &json!({ "reason": "its process stopped while it was running" }))?;
     progress.note(&format!("resuming run {} (its process stopped while it was running)", rec.id));
     let configs = stored_configs(&rec);
     drive(store, rec, program, configs, secret_map, owner, progress).await
@@ -496,6 +497,7 @@ pub async fn abort(
         ctx: Arc::new(ctx),
         committer: Committer::new(store.clone()),
         done: store.completed_steps(&rec.id)?,
+        tried: store.attempt_counts(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
         progress,
@@ -542,6 +544,7 @@ async fn drive(
         ctx: ctx.clone(),
         committer: Committer::new(store.clone()),
         done: store.completed_steps(&rec.id)?,
+        tried: store.attempt_counts(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
         progress: progress.clone(),

@@ -158,6 +158,9 @@ pub trait Store: Send + Sync {
     /// (`synchronous=FULL`) when the batch completes a step. The committer batches the writes of
     /// concurrent branches so that they share one fsync.
     fn write(&self, batch: &[StepWrite]) -> Result<()>;
+    /// The number of the last attempt recorded for each step path of a run (attempt numbers go on
+    /// across processes: resume and retry number their attempts after these).
+    fn attempt_counts(&self, run: &str) -> Result<std::collections::HashMap<String, i64>>;
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
     fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
@@ -647,6 +650,13 @@ impl Store for SqliteStore {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         result
+    }
+
+    fn attempt_counts(&self, run: &str) -> Result<std::collections::HashMap<String, i64>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT path, max(n) FROM attempts WHERE run_id = ?1 GROUP BY path")?;
+        let rows = stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()> {
