@@ -952,3 +952,228 @@ fn failures_say_what_is_wrong() {
     assert_eq!(code, 0, "{}", text(&out));
     assert_eq!(v["outputs"]["code"], -1);
 }
+
+#[test]
+fn every_completion_of_a_step_is_compensated_after_retries_and_abort() {
+    let server = Server::start(|hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/a") => Reply::json(json!({"id": format!("a-{n}")})),
+        ("POST", "/c") => Reply::status(404, "no such thing"),
+        // The undo of the second completion fails once; `abort` runs it again.
+        ("POST", "/ua/a-1") if n == 0 => Reply::status(400, "not yet"),
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/compensate_retry.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+    assert_eq!(server.count("POST", "/ua/a-0"), 1, "the first completion is undone");
+
+    let (code, _, out) = o.json(&["retry", &run]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(server.count("POST", "/a"), 2, "the compensated step ran again");
+    assert_eq!(server.count("POST", "/ua/a-1"), 1, "the second completion has its own compensation");
+
+    let (code, v, out) = o.json(&["abort", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted");
+    assert_eq!(server.count("POST", "/ua/a-1"), 2, "abort runs the compensation that failed");
+    assert_eq!(server.count("POST", "/ua/a-0"), 1, "each completion is undone once");
+    assert_eq!(server.count("POST", "/a"), 2);
+    let show = o.show(&run);
+    let undos = show["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "undo_a").count();
+    assert_eq!(undos, 2, "each compensation is recorded: {show}");
+    let a = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "a").unwrap().clone();
+    let ns: Vec<i64> = a["attempts"].as_array().unwrap().iter().map(|t| t["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [1, 2], "the retry's attempt is the step's second: {a}");
+}
+
+#[test]
+fn attempts_are_numbered_on_across_a_crash_and_the_resume_is_logged() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match hit.path.as_str() {
+        "/allocate" => Reply::json(json!({"id": "vm-42"})),
+        "/configure/vm-42" => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("configured")
+        }
+        _ => Reply::ok("ok"),
+    });
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/configure/vm-42");
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (code, _, out) = o.json(&["resume", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let show = o.show(&run);
+    let step = show["steps"].as_array().unwrap().iter().find(|s| s["step"] == "configure").unwrap().clone();
+    let attempts: Vec<(i64, String)> = step["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["attempt"].as_i64().unwrap(), t["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(attempts, [(1, "running".to_string()), (2, "completed".to_string())], "{step}");
+    let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"run_resumed"), "{kinds:?}");
+}
+
+/// Starts `commands` while the test holds the store's write lock, so that each has read the run
+/// (and passed its checks) before any can take it; then lets them all go at once.
+fn race(o: &Orchc, commands: &[Vec<String>]) -> Vec<std::process::Output> {
+    let conn = rusqlite::Connection::open(o.db()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.push("--json");
+            o.command(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    conn.execute_batch("COMMIT").unwrap();
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn racing_commands_on_one_run_let_exactly_one_take_it() {
+    let server = Server::start(|hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/a") => Reply::json(json!({"id": format!("a-{n}")})),
+        ("POST", "/c") => Reply::status(404, "no such thing"),
+        _ => Reply::ok("{}"),
+    });
+    for _ in 0..3 {
+        // Two `resume -i` with different values on a suspended run.
+        let o = Orchc::new();
+        let (code, v, _) = o.json(&["run", "tests/run/approval.orch", "-i", "version=1"]);
+        assert_eq!(code, 3);
+        let run = v["run_id"].as_str().unwrap().to_string();
+        let outs = race(
+            &o,
+            &[
+                strings(&["resume", &run, "-i", "approved=true", "-i", "approver=alice"]),
+                strings(&["resume", &run, "-i", "approved=false", "-i", "approver=bob"]),
+            ],
+        );
+        let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "one resume wins: {codes:?}");
+        assert_eq!(codes.iter().filter(|c| **c == 2).count(), 1, "the other is refused: {codes:?}");
+        let show = o.show(&run);
+        let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "input_given").count(), 1, "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run_completed"), "{kinds:?}");
+
+        // `retry` and `abort` of a failed run.
+        let (code, v, _) = o.json(&["run", "tests/run/compensate_retry.orch", "--config", &cfg(&server)]);
+        assert_eq!(code, 1);
+        let run = v["run_id"].as_str().unwrap().to_string();
+        let outs = race(&o, &[strings(&["retry", &run]), strings(&["abort", &run])]);
+        let codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        let refused = codes.iter().filter(|c| **c == 2).count();
+        assert_eq!(refused, 1, "one of them is refused: {codes:?} {}", outs.iter().map(text).collect::<String>());
+        let show = o.show(&run);
+        let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let ends = kinds.iter().filter(|k| **k == "run_aborted").count();
+        let retried = kinds.iter().filter(|k| **k == "run_running").count();
+        assert_eq!(ends + retried, 1, "exactly one of them changed the run: {kinds:?}");
+    }
+}
+
+#[test]
+fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    // The holder's audit waits for the gate; any other answers at once.
+    let server = Server::start(move |hit, n| {
+        if hit.path.starts_with("/audit/") && n == 0 {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Reply::ok("clean");
+        }
+        Reply::json(json!({"id": 8120}))
+    });
+    let o = Orchc::new();
+    let args = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1"];
+    let (code, v, out) = o.json(&[&args[..], &["--config", &cfg(&server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+
+    // Two runs started at the same moment on one subscription: both pass the check at the start.
+    let audit = strings(&[
+        "run",
+        "tests/run/subscriptions.orch",
+        "audit",
+        "-i",
+        &format!("node={id}"),
+        "--config",
+        &cfg(&server),
+    ]);
+    let conn = rusqlite::Connection::open(o.db()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let spawn = || {
+        let mut a: Vec<&str> = audit.iter().map(String::as_str).collect();
+        a.push("--json");
+        o.command(&a).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    std::thread::sleep(Duration::from_millis(700));
+    conn.execute_batch("COMMIT").unwrap();
+    server.wait_for("/audit/8120");
+    std::thread::sleep(Duration::from_millis(300));
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let find = |status: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == status && r["workflow"] == "audit")
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (holder, refused) = (find("running"), find("failed"));
+    assert_eq!(holder.len(), 1, "{runs}");
+    let (holder, refused) = (holder[0].clone(), refused.into_iter().next());
+
+    // The refused run (if it was stored) cannot run past the lock: retry is refused, naming the holder.
+    if let Some(refused) = &refused {
+        let (code, v, out) = o.json(&["retry", refused]);
+        assert_eq!(code, 2, "{}", text(&out));
+        assert_eq!(v["error"]["code"], "orch::run::subscription_locked", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(&holder), "names the holder: {v}");
+        assert_eq!(o.show(refused)["status"], "failed", "the refused retry changes nothing");
+        assert_eq!(server.count("GET", "/audit/8120"), 1, "only the holder ran");
+    }
+    release.store(true, Ordering::SeqCst);
+    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+    codes.sort();
+    assert_eq!(codes, [0, 2], "{}", outs.iter().map(text).collect::<String>());
+    let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+    assert_eq!(subs[0]["locked_by"], Value::Null, "released when the holder completed");
+
+    // Once the holder is done, the refused run can be retried: it takes the lock, then releases it.
+    if let Some(refused) = &refused {
+        let (code, v, out) = o.json(&["retry", refused]);
+        assert_eq!(code, 0, "{}", text(&out));
+        assert_eq!(v["status"], "completed");
+        let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+        assert_eq!(subs[0]["locked_by"], Value::Null);
+    }
+}

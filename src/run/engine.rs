@@ -54,6 +54,9 @@ pub struct Engine {
     /// The outputs of the steps this run completed before this process took it (read once: only
     /// this process drives the run, so nothing else adds to them).
     pub done: std::collections::HashMap<String, Value>,
+    /// The last attempt number recorded for each path before this process took the run (read once,
+    /// like `done`): this process numbers a step's attempts after them.
+    pub tried: std::collections::HashMap<String, i64>,
     pub run_id: String,
     pub progress: Arc<Progress>,
 }
@@ -287,8 +290,9 @@ impl Engine {
                     let (outputs, attempt) = match &step.kind {
                         StepKind::Input { prompt } => match self.store.input(&self.run_id, &path)? {
                             Some(values) => {
-                                self.start(&path, name, 1, &reads).await?;
-                                (values, 1)
+                                let n = self.tried.get(&path).copied().unwrap_or(0) as u32 + 1;
+                                self.start(&path, name, n as i64, &reads).await?;
+                                (values, n)
                             }
                             None => {
                                 let text = match prompt {
@@ -332,6 +336,7 @@ impl Engine {
                             outputs: outputs.clone(),
                             compensation,
                             subscriptions: subs,
+                            undoes: None,
                         })
                         .await?;
                     Ok(writes(c, &outputs))
@@ -370,8 +375,12 @@ impl Engine {
         reads: &Value,
     ) -> Result<(Value, u32), Halt> {
         let policy = step.retry;
-        let mut n = 1;
+        // `k` counts this process's attempts (the retry policy and its backoff); `n` is the
+        // attempt's number for the step, after those of earlier processes.
+        let before = self.tried.get(path).copied().unwrap_or(0) as u32;
+        let mut k = 1;
         loop {
+            let n = before + k;
             self.start(path, &step.name, n as i64, reads).await?;
             self.progress.started(&step.name, n);
             let started = std::time::Instant::now();
@@ -383,7 +392,7 @@ impl Engine {
                 Err(mut e) => {
                     e.loc.get_or_insert(step.loc);
                     e.message = self.ctx.redactor.text(&e.message);
-                    let last = n >= policy.attempts || !e.retryable;
+                    let last = k >= policy.attempts || !e.retryable;
                     self.committer
                         .write(StepWrite::Fail {
                             run: self.run_id.clone(),
@@ -403,10 +412,10 @@ impl Engine {
                             error: e,
                         }));
                     }
-                    let delay = policy.delay_after(n);
+                    let delay = policy.delay_after(k);
                     self.progress.retrying(&step.name, n, delay, &e.message);
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-                    n += 1;
+                    k += 1;
                 }
             }
         }
@@ -477,12 +486,14 @@ impl Engine {
     }
 
     /// Runs the registered compensations, most recently completed step first, each recorded like a
-    /// step under `compensate:PATH`. Returns the failures (a failed compensation does not stop the
+    /// step under `compensate:PATH#SEQ`: every completion of a step (a step compensated and run
+    /// again by `retry` completes anew, with a new `SEQ`) is undone by its own compensation, with
+    /// that completion's values. Returns the failures (a failed compensation does not stop the
     /// others).
     pub async fn compensate(&self) -> Result<Vec<Failure>, Halt> {
         let mut failures = vec![];
-        for (path, comp) in self.store.compensations(&self.run_id)? {
-            let cpath = format!("compensate:{path}");
+        for (path, seq, comp) in self.store.compensations(&self.run_id)? {
+            let cpath = format!("compensate:{path}#{seq}");
             if self.done.contains_key(&cpath) {
                 self.store.mark_compensated(&self.run_id, &path)?;
                 continue;
@@ -512,9 +523,9 @@ impl Engine {
                             outputs: out,
                             compensation: None,
                             subscriptions: subs,
+                            undoes: Some(path.clone()),
                         })
                         .await?;
-                    self.store.mark_compensated(&self.run_id, &path)?;
                 }
                 Err(Halt::Failed(f)) => failures.push(f),
                 Err(other) => return Err(other),

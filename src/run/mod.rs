@@ -329,10 +329,53 @@ fn stored_configs(rec: &RunRecord) -> HashMap<String, Value> {
     rec.configs.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
 }
 
+/// Takes (again) the locks of the subscriptions the run's product parameters name, before
+/// `resume` or `retry` lets it run: a run refused at its start, or one whose locks were released,
+/// never runs on a subscription another run holds. Refused with `orch::run::subscription_locked`,
+/// naming the holder; the locks this call took are then released again.
+fn relock(store: &dyn Store, program: &Program, rec: &RunRecord) -> Result<(), RunError> {
+    let Some(wf) = program.workflows.get(&rec.workflow) else { return Ok(()) };
+    let ids: Vec<&str> = wf
+        .params
+        .iter()
+        .filter(|p| matches!(p.ty, Type::Product { .. }))
+        .filter_map(|p| rec.inputs.get(&p.name).and_then(|v| v.get("id")).and_then(Value::as_str))
+        .collect();
+    let mut held = false;
+    for id in &ids {
+        held |= store.subscription(id)?.and_then(|s| s.locked_by).as_deref() == Some(rec.id.as_str());
+    }
+    for id in &ids {
+        if let Err(holder) = store.lock_subscription(id, &rec.id)? {
+            if !held {
+                store.release_locks(&rec.id)?;
+            }
+            return Err(RunError::Locked(format!("subscription {id} is locked by run {holder}")));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the run for this process and the locks of its subscriptions; the run is left as it was
+/// when the locks cannot be had.
+fn take(store: &dyn Store, program: &Program, rec: &RunRecord, owner: &str) -> Result<(), RunError> {
+    claim(store, rec, owner)?;
+    relock(store, program, rec).or_else(|e| {
+        store.release(&rec.id, owner)?;
+        Err(e)
+    })
+}
+
+/// Takes the run for this process, if it is still as `rec` says (another command may have taken
+/// or changed it since it was read).
 fn claim(store: &dyn Store, rec: &RunRecord, owner: &str) -> Result<(), RunError> {
-    match store.claim(&rec.id, owner, STALE_MS, &owner_alive)? {
+    match store.claim(&rec.id, owner, STALE_MS, &owner_alive, (&rec.status, rec.updated_ms))? {
         Ok(()) => Ok(()),
-        Err(holder) => Err(RunError::Busy(format!(
+        Err(store::Refused::Changed(now)) => Err(RunError::Busy(format!(
+            "run {} changed while this command was starting (it was {}, it is now {now}); nothing was done: look at it with `orchc show {}`",
+            rec.id, rec.status, rec.id
+        ))),
+        Err(store::Refused::Owner(holder)) => Err(RunError::Busy(format!(
             "run {} is being driven by another orchc process ({}); wait for it to finish or stop it first",
             rec.id,
             holder.split(':').next().map(|p| format!("pid {p}")).unwrap_or(holder.clone())
@@ -398,7 +441,7 @@ pub async fn resume(
             }
         }
         let owner = owner_id();
-        claim(store.as_ref(), &rec, &owner)?;
+        take(store.as_ref(), &program, &rec, &owner)?;
         let redactor = Redactor::new(secret_map.values().cloned());
         store.give_input(&rec.id, &path, &redactor.value(&Value::Object(values)))?;
         store.set_status(&rec.id, "running", None, None, None)?;
@@ -409,7 +452,8 @@ pub async fn resume(
         return Err(RunError::Usage(format!("run {} is not waiting for input", rec.id)));
     }
     let owner = owner_id();
-    claim(store.as_ref(), &rec, &owner)?;
+    take(store.as_ref(), &program, &rec, &owner)?;
+    store.event(&rec.id, "run_resumed", &json!({ "reason": "its process stopped while it was running" }))?;
     progress.note(&format!("resuming run {} (its process stopped while it was running)", rec.id));
     let configs = stored_configs(&rec);
     drive(store, rec, program, configs, secret_map, owner, progress).await
@@ -428,7 +472,7 @@ pub async fn retry(
     }
     let secret_map = secret_values(&rec.secret_names, secrets).map_err(RunError::Usage)?;
     let owner = owner_id();
-    claim(store.as_ref(), &rec, &owner)?;
+    take(store.as_ref(), &program, &rec, &owner)?;
     store.set_status(&rec.id, "running", None, None, None)?;
     let configs = stored_configs(&rec);
     drive(store, rec, program, configs, secret_map, owner, progress).await
@@ -453,6 +497,7 @@ pub async fn abort(
         ctx: Arc::new(ctx),
         committer: Committer::new(store.clone(), rec.id.clone(), owner.clone()),
         done: store.completed_steps(&rec.id)?,
+        tried: store.attempt_counts(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
         progress,
@@ -499,6 +544,7 @@ async fn drive(
         ctx: ctx.clone(),
         committer: Committer::new(store.clone(), rec.id.clone(), owner.clone()),
         done: store.completed_steps(&rec.id)?,
+        tried: store.attempt_counts(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
         progress: progress.clone(),

@@ -82,6 +82,15 @@ pub struct SubscriptionRecord {
     pub updated_ms: i64,
 }
 
+/// Why `claim` did not take a run.
+#[derive(Clone, Debug)]
+pub enum Refused {
+    /// Another live process holds it (its owner id).
+    Owner(String),
+    /// The run changed since it was read: its status now.
+    Changed(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct EventRecord {
     pub seq: i64,
@@ -108,6 +117,9 @@ pub enum StepWrite {
         outputs: Value,
         compensation: Option<Value>,
         subscriptions: Vec<Value>,
+        /// For a compensation: the path of the step it undoes, marked `compensated` in the same
+        /// transaction.
+        undoes: Option<String>,
     },
 }
 
@@ -133,15 +145,18 @@ pub trait Store: Send + Sync {
         error: Option<&Value>,
         waiting: Option<&str>,
     ) -> Result<()>;
-    /// Takes the run for `owner` when nobody else holds it: no owner, the same owner, or an owner
-    /// whose heartbeat is older than `stale_ms` or whose process is gone (`alive` says).
+    /// Takes the run for `owner` when nobody else holds it (no owner, the same owner, or an owner
+    /// whose heartbeat is older than `stale_ms` or whose process is gone: `alive` says) and it is
+    /// still as the caller read it (`seen`: its status and `updated_ms`). Both are checked in the
+    /// transaction that takes it, so of two commands racing for a run only one gets it.
     fn claim(
         &self,
         id: &str,
         owner: &str,
         stale_ms: i64,
         alive: &dyn Fn(&str) -> bool,
-    ) -> Result<std::result::Result<(), String>>;
+        seen: (&str, i64),
+    ) -> Result<std::result::Result<(), Refused>>;
     /// Says `owner` still drives the run; `false` when another process has taken it.
     fn heartbeat(&self, id: &str, owner: &str) -> Result<bool>;
     fn release(&self, id: &str, owner: &str) -> Result<()>;
@@ -154,11 +169,16 @@ pub trait Store: Send + Sync {
     /// Commits `batch` in one transaction, and only while `owner` still drives its runs: a process
     /// presumed dead (its heartbeat stopped) whose run was taken over must not record anything.
     fn write(&self, owner: &str, batch: &[StepWrite]) -> Result<()>;
+    /// The number of the last attempt recorded for each step path of a run (attempt numbers go on
+    /// across processes: resume and retry number their attempts after these).
+    fn attempt_counts(&self, run: &str) -> Result<std::collections::HashMap<String, i64>>;
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()>;
     fn give_input(&self, run: &str, path: &str, values: &Value) -> Result<()>;
     fn input(&self, run: &str, path: &str) -> Result<Option<Value>>;
-    /// Registered compensations of completed steps, most recently completed first.
-    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>>;
+    /// Registered compensations of completed steps, most recently completed first: the step's
+    /// path, the number of its completion in the run (`seq`, new at every completion) and the
+    /// compensation.
+    fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>>;
     fn mark_compensated(&self, run: &str, path: &str) -> Result<()>;
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>>;
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
@@ -560,18 +580,22 @@ impl Store for SqliteStore {
         owner: &str,
         stale_ms: i64,
         alive: &dyn Fn(&str) -> bool,
-    ) -> Result<std::result::Result<(), String>> {
+        seen: (&str, i64),
+    ) -> Result<std::result::Result<(), Refused>> {
         let conn = self.conn();
         let tx = write_tx(&conn)?;
-        let (current, beat): (Option<String>, i64) =
-            tx.query_row("SELECT owner, heartbeat_ms FROM runs WHERE id = ?1", params![id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        let (current, beat, status, updated): (Option<String>, i64, String, i64) =
+            tx.query_row("SELECT owner, heartbeat_ms, status, updated_ms FROM runs WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?;
         let now = now_ms();
         if let Some(cur) = &current {
             if cur != owner && now - beat < stale_ms && alive(cur) {
-                return Ok(Err(cur.clone()));
+                return Ok(Err(Refused::Owner(cur.clone())));
             }
+        }
+        if (status.as_str(), updated) != seen {
+            return Ok(Err(Refused::Changed(status)));
         }
         tx.execute("UPDATE runs SET owner = ?2, heartbeat_ms = ?3 WHERE id = ?1", params![id, owner, now])?;
         tx.commit()?;
@@ -637,8 +661,14 @@ impl Store for SqliteStore {
                     StepWrite::Fail { run, path, n, at_ms, error, permanent } => {
                         write_fail(&tx, run, path, *n, *at_ms, error, *permanent)?
                     }
-                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions } => {
-                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?
+                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions, undoes } => {
+                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?;
+                        if let Some(undone) = undoes {
+                            tx.prepare_cached(
+                                "UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2",
+                            )?
+                            .execute(params![run, undone])?;
+                        }
                     }
                 }
             }
@@ -649,6 +679,13 @@ impl Store for SqliteStore {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         result
+    }
+
+    fn attempt_counts(&self, run: &str) -> Result<std::collections::HashMap<String, i64>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT path, max(n) FROM attempts WHERE run_id = ?1 GROUP BY path")?;
+        let rows = stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn suspend_step(&self, run: &str, path: &str, step: &str, reads: &Value) -> Result<()> {
@@ -685,16 +722,16 @@ impl Store for SqliteStore {
         Ok(json_col(v, || format!("run {run}: the values given to input step `{path}`"))?)
     }
 
-    fn compensations(&self, run: &str) -> Result<Vec<(String, Value)>> {
+    fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT path, compensation FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
+            "SELECT path, compensation, coalesce(seq, 0) FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
         )?;
         let rows = stmt
             .query_map(params![run], |r| {
                 let path: String = r.get(0)?;
                 let comp = json_col(r.get(1)?, || format!("run {run}: the compensation of step `{path}`"))?;
-                Ok((path, comp.unwrap_or(Value::Null)))
+                Ok((path, r.get(2)?, comp.unwrap_or(Value::Null)))
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
