@@ -13,6 +13,36 @@ fn cfg(server: &Server) -> String {
     format!("api={}", server.url)
 }
 
+/// The stand-in for `tests/run/crash.orch`: `/allocate` gives `vm`; `/configure/<vm>` waits until
+/// the returned flag is set, then answers `configured`; anything else answers `ok`.
+fn vm_server(vm: &'static str) -> (Server, Arc<AtomicBool>) {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let configure = format!("/configure/{vm}");
+    let server = Server::start(move |hit, _| {
+        if hit.path == "/allocate" {
+            Reply::json(json!({ "id": vm }))
+        } else if hit.path == configure {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("configured")
+        } else {
+            Reply::ok("ok")
+        }
+    });
+    (server, release)
+}
+
+/// `orchc run tests/run/crash.orch` in the background, its output kept for the test.
+fn start_crash_run(o: &Orchc, server: &Server) -> std::process::Child {
+    o.command(&["run", "tests/run/crash.orch", "--config", &cfg(server)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn retries_wait_by_the_backoff_formula_and_then_succeed() {
     let server =
@@ -370,25 +400,9 @@ fn a_missing_secret_fails_the_run_before_its_first_step() {
 
 #[test]
 fn a_killed_run_resumes_without_repeating_completed_steps() {
-    let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
-    let server = Server::start(move |hit, _| match hit.path.as_str() {
-        "/allocate" => Reply::json(json!({"id": "vm-42"})),
-        "/configure/vm-42" => {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Reply::ok("configured")
-        }
-        _ => Reply::ok("ok"),
-    });
+    let (server, release) = vm_server("vm-42");
     let o = Orchc::new();
-    let mut child = o
-        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_crash_run(&o, &server);
     server.wait_for("/configure/vm-42");
     // kill -9 while `configure` is in flight.
     child.kill().unwrap();
@@ -408,24 +422,9 @@ fn a_killed_run_resumes_without_repeating_completed_steps() {
 
 #[test]
 fn two_processes_never_drive_one_run() {
-    let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
-    let server = Server::start(move |hit, _| match hit.path.as_str() {
-        "/allocate" => Reply::json(json!({"id": "vm-9"})),
-        _ => {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Reply::ok("done")
-        }
-    });
+    let (server, release) = vm_server("vm-9");
     let o = Orchc::new();
-    let mut child = o
-        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_crash_run(&o, &server);
     server.wait_for("/configure/vm-9");
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     let run = runs[0]["run_id"].as_str().unwrap().to_string();
@@ -775,24 +774,9 @@ fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
 /// does after a stale heartbeat) records nothing more: its step's completion is refused.
 #[test]
 fn a_process_whose_run_was_taken_over_records_nothing_more() {
-    let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
-    let server = Server::start(move |hit, _| match hit.path.as_str() {
-        "/allocate" => Reply::json(json!({"id": "vm-9"})),
-        _ => {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Reply::ok("done")
-        }
-    });
+    let (server, release) = vm_server("vm-9");
     let o = Orchc::new();
-    let child = o
-        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_crash_run(&o, &server);
     server.wait_for("/configure/vm-9");
     {
         let conn = rusqlite::Connection::open(o.db()).unwrap();
@@ -989,25 +973,9 @@ fn every_completion_of_a_step_is_compensated_after_retries_and_abort() {
 
 #[test]
 fn attempts_are_numbered_on_across_a_crash_and_the_resume_is_logged() {
-    let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
-    let server = Server::start(move |hit, _| match hit.path.as_str() {
-        "/allocate" => Reply::json(json!({"id": "vm-42"})),
-        "/configure/vm-42" => {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Reply::ok("configured")
-        }
-        _ => Reply::ok("ok"),
-    });
+    let (server, release) = vm_server("vm-42");
     let o = Orchc::new();
-    let mut child = o
-        .command(&["run", "tests/run/crash.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_crash_run(&o, &server);
     server.wait_for("/configure/vm-42");
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
