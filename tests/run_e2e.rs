@@ -13,6 +13,16 @@ fn cfg(server: &Server) -> String {
     format!("api={}", server.url)
 }
 
+/// Creates a `Node` subscription for customer `acme` with `tests/run/subscriptions.orch`; gives
+/// the run's id and the subscription's.
+fn create_node(o: &Orchc, server: &Server, name: &str) -> (String, String) {
+    let name = format!("name={name}");
+    let args = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", &name];
+    let (code, v, out) = o.json(&[&args[..], &["--config", &cfg(server)]].concat());
+    assert_eq!(code, 0, "{}", text(&out));
+    (v["run_id"].as_str().unwrap().to_string(), v["outputs"]["node"]["id"].as_str().unwrap().to_string())
+}
+
 /// The stand-in for `tests/run/crash.orch`: `/allocate` gives `vm`; `/configure/<vm>` waits until
 /// the returned flag is set, then answers `configured`; anything else answers `ok`.
 fn vm_server(vm: &'static str) -> (Server, Arc<AtomicBool>) {
@@ -327,10 +337,7 @@ fn subscriptions_are_saved_locked_and_checked_against_their_state() {
 fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time() {
     let server = Server::start(|_, _| Reply::json(json!({"id": 8121})));
     let o = Orchc::new();
-    let create = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe2.ams"];
-    let (code, v, out) = o.json(&[&create[..], &["--config", &cfg(&server)]].concat());
-    assert_eq!(code, 0, "{}", text(&out));
-    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let (_, id) = create_node(&o, &server, "pe2.ams");
     let node = format!("node={id}");
     let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "terminate", "-i", &node]);
     assert_eq!(code, 0, "{}", text(&out));
@@ -644,11 +651,7 @@ fn concurrent_runs_on_one_store_all_complete() {
 fn id_prefixes_match_exactly() {
     let server = Server::start(|_, _| Reply::json(json!({"id": 8120})));
     let o = Orchc::new();
-    let created = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1.ams"];
-    let (code, v, out) = o.json(&[&created[..], &["--config", &cfg(&server)]].concat());
-    assert_eq!(code, 0, "{}", text(&out));
-    let run = v["run_id"].as_str().unwrap().to_string();
-    let sub = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let (run, sub) = create_node(&o, &server, "pe1.ams");
     let wild = |id: &str| {
         let patterns = ["%".to_string(), "_".repeat(id.len()), format!("{}%", &id[..2]), id.to_uppercase()];
         patterns.into_iter().filter(|p| p != id).collect::<Vec<_>>()
@@ -1079,10 +1082,7 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
         Reply::json(json!({"id": 8120}))
     });
     let o = Orchc::new();
-    let args = ["run", "tests/run/subscriptions.orch", "create", "-i", "customer=acme", "-i", "name=pe1"];
-    let (code, v, out) = o.json(&[&args[..], &["--config", &cfg(&server)]].concat());
-    assert_eq!(code, 0, "{}", text(&out));
-    let id = v["outputs"]["node"]["id"].as_str().unwrap().to_string();
+    let (_, id) = create_node(&o, &server, "pe1");
 
     // Two runs started at the same moment on one subscription: both pass the check at the start.
     let audit = strings(&[
