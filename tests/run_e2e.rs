@@ -916,6 +916,12 @@ fn failures_say_what_is_wrong() {
     assert!(message(&v).contains("header `x-probe` is not valid"), "{v}");
     assert_eq!(attempts(&v), 1, "a bad header value is not retried");
     assert!(server.hits().is_empty());
+    // A body past the limit is refused, not read whole into memory, and not retried.
+    let big = Server::start(|_, _| Reply::ok("x".repeat((64 << 20) + 1)));
+    let (code, v, out) = o.json(&["run", file, "fetch", "-i", &format!("url={}/big", big.url)]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert!(message(&v).contains("larger than 64 MiB"), "{v}");
+    assert_eq!(attempts(&v), 1, "a body too large is not retried");
     // A header key's underscores are sent as hyphens.
     let (code, _, out) = o.json(&["run", file, "fetch", "-i", &url, "-i", "h=yes"]);
     assert_eq!(code, 0, "{}", text(&out));

@@ -576,6 +576,10 @@ fn str_map(v: &Option<Value>) -> Vec<(String, String)> {
     }
 }
 
+/// The largest response body `http.*` reads: a body goes into the run's state and may be stored
+/// with the step's outputs, so it is bounded like the payloads of other workflow engines.
+const MAX_BODY: usize = 64 << 20;
+
 async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<Value, StepError> {
     let url = str_arg(&vals[0]);
     let m = match method {
@@ -617,7 +621,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     if let Some(ms) = vals[3].as_ref().and_then(Value::as_u64) {
         req = req.timeout(std::time::Duration::from_millis(ms));
     }
-    let resp = req.send().await.map_err(|e| {
+    let mut resp = req.send().await.map_err(|e| {
         let builder = e.is_builder();
         let message = ctx.redactor.text(&format!("{m} {shown}: {}", causes(&e.without_url())));
         if builder {
@@ -631,11 +635,22 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     for (k, v) in resp.headers() {
         headers.insert(k.to_string(), json!(ctx.redactor.text(v.to_str().unwrap_or_default())));
     }
-    let body = resp
-        .text()
+    // Read in chunks, to refuse a body past the limit before it is all in memory.
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {}", causes(&e.without_url()))))?;
-    let body = ctx.redactor.text(&body);
+        .map_err(|e| StepError::retryable(format!("{m} {shown}: reading the body: {}", causes(&e.without_url()))))?
+    {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(StepError::permanent(format!(
+                "{m} {shown}: the response body is larger than {} MiB, the most a step may read",
+                MAX_BODY >> 20
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body = ctx.redactor.text(&String::from_utf8_lossy(&bytes));
     if status == 429 || status >= 500 {
         return Err(StepError::retryable(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
     }
