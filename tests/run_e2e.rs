@@ -1151,3 +1151,52 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
         assert_eq!(subs[0]["locked_by"], Value::Null);
     }
 }
+
+/// `orchc` killed while a compensation is in flight: the step being undone shows `compensating`
+/// (not `completed`, whose outputs a `retry` would reuse), and `abort` undoes it again.
+#[test]
+fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
+        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
+        ("POST", "/ports") => Reply::status(409, "port conflict"),
+        ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::ok("{}")
+        }
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/networks/net-7/ips/10.0.0.5");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let status_of = |show: &Value, step: &str| {
+        show["steps"].as_array().unwrap().iter().find(|s| s["step"] == step).map(|s| s["status"].clone())
+    };
+    let show = o.show(&run);
+    assert_eq!(status_of(&show, "reserve_ip"), Some(json!("compensating")), "{show}");
+    assert_eq!(status_of(&show, "create_network"), Some(json!("completed")), "{show}");
+
+    let (code, v, out) = o.json(&["abort", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted", "{v}");
+    assert_eq!(server.count("DELETE", "/networks/net-7/ips/10.0.0.5"), 2, "the interrupted undo runs again");
+    assert_eq!(server.count("DELETE", "/networks/net-7"), 1);
+    let show = o.show(&run);
+    assert_eq!(status_of(&show, "reserve_ip"), Some(json!("compensated")), "{show}");
+    assert_eq!(status_of(&show, "create_network"), Some(json!("compensated")), "{show}");
+}

@@ -495,9 +495,13 @@ impl Engine {
         for (path, seq, comp) in self.store.compensations(&self.run_id)? {
             let cpath = format!("compensate:{path}#{seq}");
             if self.done.contains_key(&cpath) {
-                self.store.mark_compensated(&self.run_id, &path)?;
+                self.store.mark_step(&self.run_id, &path, "compensated")?;
                 continue;
             }
+            // Durably, before anything is undone: a process killed from here on leaves the step
+            // `compensating`, which `abort` compensates again and `retry` runs again, rather than
+            // a `completed` step whose outputs may be half undone.
+            self.store.mark_step(&self.run_id, &path, "compensating")?;
             let name = comp["step"].as_str().unwrap_or_default().to_string();
             let Some(step) = self.ctx.program.steps.get(&name).cloned() else { continue };
             let args: State = comp["args"]

@@ -179,7 +179,9 @@ pub trait Store: Send + Sync {
     /// path, the number of its completion in the run (`seq`, new at every completion) and the
     /// compensation.
     fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>>;
-    fn mark_compensated(&self, run: &str, path: &str) -> Result<()>;
+    /// Marks a completed step `compensating` (its compensation started: its outputs may be undone
+    /// in part) or `compensated`.
+    fn mark_step(&self, run: &str, path: &str, status: &str) -> Result<()>;
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>>;
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>>;
@@ -725,7 +727,7 @@ impl Store for SqliteStore {
     fn compensations(&self, run: &str) -> Result<Vec<(String, i64, Value)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT path, compensation, coalesce(seq, 0) FROM steps WHERE run_id = ?1 AND status = 'completed' AND compensation IS NOT NULL ORDER BY seq DESC",
+            "SELECT path, compensation, coalesce(seq, 0) FROM steps WHERE run_id = ?1 AND status IN ('completed', 'compensating') AND compensation IS NOT NULL ORDER BY seq DESC",
         )?;
         let rows = stmt
             .query_map(params![run], |r| {
@@ -737,9 +739,9 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn mark_compensated(&self, run: &str, path: &str) -> Result<()> {
+    fn mark_step(&self, run: &str, path: &str, status: &str) -> Result<()> {
         self.conn()
-            .execute("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2", params![run, path])?;
+            .execute("UPDATE steps SET status = ?3 WHERE run_id = ?1 AND path = ?2", params![run, path, status])?;
         Ok(())
     }
 
