@@ -1200,3 +1200,25 @@ fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
     assert_eq!(status_of(&show, "reserve_ip"), Some(json!("compensated")), "{show}");
     assert_eq!(status_of(&show, "create_network"), Some(json!("compensated")), "{show}");
 }
+
+/// An `abort` whose compensation fails keeps the run's own error and adds the failures to it.
+#[test]
+fn an_abort_whose_compensation_fails_keeps_the_runs_error() {
+    let server = Server::start(|hit, _| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
+        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
+        ("POST", "/ports") => Reply::status(409, "port conflict"),
+        ("DELETE", "/networks/net-7/ips/10.0.0.5") => Reply::status(404, "no such ip"),
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let (code, v, _) = o.json(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
+    assert_eq!((code, &v["error"]["step"]), (1, &json!("attach_port")), "{v}");
+    let (code, v, out) = o.json(&["abort", v["run_id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted");
+    assert_eq!(v["error"]["step"], "attach_port", "the run's own error stays: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("409"), "{v}");
+    assert_eq!(v["error"]["compensation_failures"][0]["step"], "release_ip", "{v}");
+    assert_eq!(server.count("DELETE", "/networks/net-7/ips/10.0.0.5"), 2, "abort tried the undo again");
+}

@@ -507,12 +507,14 @@ pub async fn abort(
         Err(Halt::Store(e)) => return Err(RunError::Store(e)),
         Err(_) => vec![],
     };
+    // The run's own error stays; compensations that failed are added to it.
     let error = if failures.is_empty() {
         rec.error.clone()
     } else {
-        Some(
-            json!({ "message": "some compensations failed", "compensations": failures.iter().map(|f| json!({"step": f.step, "message": f.error.message})).collect::<Vec<_>>() }),
-        )
+        let mut error = rec.error.clone().unwrap_or_else(|| json!({ "code": null, "message": "aborted" }));
+        error["compensation_failures"] =
+            json!(failures.iter().map(|f| json!({"step": f.step, "message": f.error.message})).collect::<Vec<_>>());
+        Some(error)
     };
     store.set_status(&rec.id, "aborted", None, error.as_ref(), None)?;
     store.release_locks(&rec.id)?;
