@@ -7,6 +7,7 @@ use crate::run::progress::human;
 use crate::run::store::Access;
 use crate::run::store::{RunRecord, StepRecord};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::time::Duration;
 
 fn time_of(ms: i64) -> String {
@@ -101,15 +102,24 @@ pub fn show(args: ShowArgs) -> i32 {
         v["env"] = json!(rec.env);
         v["configs"] = rec.configs.clone();
         v["program_hash"] = json!(rec.program_hash);
-        v["steps"] = Value::Array(steps.iter().map(step_json).collect());
-        v["events"] = Value::Array(
-            events
-                .iter()
-                .map(|e| json!({"seq": e.seq, "at": time_of(e.at_ms), "kind": e.kind, "detail": e.detail}))
-                .collect(),
-        );
-        println!("{v}");
-        return exit::OK;
+        // Steps and events are written one at a time: as one document, a long run's took several
+        // times its size in memory.
+        let head = v.to_string();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = (|| -> std::io::Result<()> {
+            write!(out, "{},\"steps\":[", head.strip_suffix('}').unwrap_or(&head))?;
+            for (i, s) in steps.iter().enumerate() {
+                write!(out, "{}{}", if i > 0 { "," } else { "" }, step_json(s))?;
+            }
+            write!(out, "],\"events\":[")?;
+            for (i, e) in events.iter().enumerate() {
+                let e = json!({"seq": e.seq, "at": time_of(e.at_ms), "kind": e.kind, "detail": e.detail});
+                write!(out, "{}{e}", if i > 0 { "," } else { "" })?;
+            }
+            writeln!(out, "]}}")?;
+            out.flush()
+        })();
+        return if written.is_ok() { exit::OK } else { exit::FAILED };
     }
     println!("run {}  workflow {}  status {}", rec.id, rec.workflow, rec.status);
     println!("started {}  program {}", time_of(rec.created_ms), &rec.program_hash[..12.min(rec.program_hash.len())]);
