@@ -61,12 +61,7 @@ fn every_step_workflow_and_lifecycle_has_a_doc_comment() {
 fn every_module_checks_without_errors() {
     for (name, src) in orch::stdlib::MODULES {
         let result = orch::check::check_source(&format!("std/{name}.orch"), src, &root().join("stdlib"));
-        let errors: Vec<_> = result
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| format!("{}: {}", d.code.as_str(), d.message))
-            .collect();
+        let errors = errors(&result);
         assert!(errors.is_empty(), "std.{name} has errors: {errors:#?}");
         assert!(result.program.is_some());
         // A library declares steps nobody in it calls; no other warning is acceptable.
@@ -123,12 +118,7 @@ step deployment(c: Str) -> (d: D@deleted, f: D@failed) {
 workflow w(c: Str) -> (s: S@terminated, d: D@deleted, f: D@failed) { standard & deployment }
 "#;
     let result = orch::check::check_source("lifecycles_walk.orch", program, &root());
-    let errors: Vec<_> = result
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| format!("{}: {}", d.code.as_str(), d.message))
-        .collect();
+    let errors = errors(&result);
     assert!(errors.is_empty(), "{errors:#?}");
 }
 
@@ -511,4 +501,14 @@ fn fake_tools_refuse_careless_arguments() {
     assert_eq!(helm(&[&base[..], &["--wait", "--atomic", "--output", "json"]].concat()).0, 0);
     let (code, err) = helm(&["uninstall", "web", "--namespace", "web"]);
     assert_eq!(code, 64, "uninstall without --wait: {err}");
+}
+
+/// A check's errors, as `code: message` lines.
+fn errors(result: &orch::check::CheckResult) -> Vec<String> {
+    result
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| format!("{}: {}", d.code.as_str(), d.message))
+        .collect()
 }

@@ -25,14 +25,12 @@ pub fn existing_store(args: &StoreArgs, access: Access) -> Result<Option<Arc<dyn
     Ok(SqliteStore::open_existing(&db_path(args), access)?.map(|s| Arc::new(s) as Arc<dyn Store>))
 }
 
-/// The error of a command that needs a store where there is none.
-pub fn no_store(args: &StoreArgs) -> RunError {
-    RunError::Store(format!("there is no store at `{}`; `orchc run` creates one", db_path(args).display()))
-}
-
-/// The existing store, written by `resume`, `retry` and `abort`.
-fn store_to_write(args: &StoreArgs) -> Result<Arc<dyn Store>, RunError> {
-    existing_store(args, Access::Write)?.ok_or_else(|| no_store(args))
+/// The existing store, for a command that needs one (`show`, `subscription`; `resume`, `retry`
+/// and `abort`, which write it): an error when there is none.
+pub fn required_store(args: &StoreArgs, access: Access) -> Result<Arc<dyn Store>, RunError> {
+    existing_store(args, access)?.ok_or_else(|| {
+        RunError::Store(format!("there is no store at `{}`; `orchc run` creates one", db_path(args).display()))
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -195,7 +193,7 @@ pub fn resume(args: ResumeArgs) -> i32 {
         (Ok(i), Ok(s)) => (i, s),
         (Err(e), _) | (_, Err(e)) => return refuse(&e, args.json),
     };
-    let store = match store_to_write(&args.store) {
+    let store = match required_store(&args.store, Access::Write) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
@@ -210,7 +208,7 @@ pub fn retry(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    let store = match store_to_write(&args.store) {
+    let store = match required_store(&args.store, Access::Write) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
@@ -225,7 +223,7 @@ pub fn abort(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    let store = match store_to_write(&args.store) {
+    let store = match required_store(&args.store, Access::Write) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };

@@ -1,6 +1,6 @@
 //! `orchc runs`, `show`, `subscriptions` and `subscription`: reading the store.
 
-use super::run::{existing_store, no_store, refuse};
+use super::run::{existing_store, refuse, required_store};
 use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
 use crate::run::error::RunError;
 use crate::run::progress::human;
@@ -82,9 +82,8 @@ fn step_json(s: &StepRecord) -> Value {
 }
 
 pub fn show(args: ShowArgs) -> i32 {
-    let store = match existing_store(&args.store, Access::Read) {
-        Ok(Some(s)) => s,
-        Ok(None) => return refuse(&no_store(&args.store), args.json),
+    let store = match required_store(&args.store, Access::Read) {
+        Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
     let rec = match store.run(&args.run) {
@@ -188,9 +187,8 @@ pub fn subscriptions(args: ListArgs) -> i32 {
 }
 
 pub fn subscription(args: SubscriptionArgs) -> i32 {
-    let store = match existing_store(&args.store, Access::Read) {
-        Ok(Some(s)) => s,
-        Ok(None) => return refuse(&no_store(&args.store), args.json),
+    let store = match required_store(&args.store, Access::Read) {
+        Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
     let s = match store.subscription(&args.id) {

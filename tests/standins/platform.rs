@@ -28,10 +28,7 @@ pub struct Platform {
 
 impl Platform {
     fn handle(&mut self, r: &Recorded) -> Reply {
-        if let Some(reply) = check_bearer(r, TOKEN) {
-            return reply;
-        }
-        if let Some(reply) = self.faults.check(r) {
+        if let Some(reply) = check_bearer(r, TOKEN).or_else(|| self.faults.check(r)) {
             return reply;
         }
         let seg = r.segments();
