@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{text, Orchc, Reply, Server};
@@ -217,6 +217,93 @@ fn for_results_keep_element_order_and_parallel_branches_merge() {
     assert_eq!(resizes.len(), 3);
     let spread = resizes.iter().map(|h| h.at).max().unwrap() - resizes.iter().map(|h| h.at).min().unwrap();
     assert!(spread < Duration::from_millis(140), "iterations started {spread:?} apart");
+}
+
+/// The stand-in for `tests/run/fan_out.orch`: `/item/<i>` answers `got-<i>` after `delay`, and
+/// counts the requests in flight at once (the most of them in `most`). `/item/<gated>` waits
+/// until `release` is set.
+fn fan_out_server(delay: Duration, gated: Option<u32>) -> (Server, Arc<AtomicUsize>, Arc<AtomicBool>) {
+    let (in_flight, most, release) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (most_seen, gate) = (most.clone(), release.clone());
+    let server = Server::start(move |hit, _| {
+        let i: u32 = hit.path.trim_start_matches("/item/").parse().unwrap();
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        most_seen.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(delay);
+        while gated == Some(i) && !gate.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Counted out before the reply goes: the client cannot start another request on this
+        // slot before it has the reply, so `most` never overstates what the client did.
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        Reply::ok(format!("got-{i}"))
+    });
+    (server, most, release)
+}
+
+fn items(n: u32) -> Value {
+    json!((0..n).map(|i| format!("got-{i}")).collect::<Vec<_>>())
+}
+
+#[test]
+fn a_for_runs_at_most_limit_iterations_at_once() {
+    let (server, most, _) = fan_out_server(Duration::from_millis(20), None);
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/fan_out.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["got"], items(40));
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 4, "{most} requests were in flight at once, over the limit of 4");
+    assert!(most >= 2, "the iterations never overlapped");
+    assert_eq!(server.hits().len(), 40);
+}
+
+#[test]
+fn a_for_killed_mid_way_repeats_no_stored_iteration() {
+    let (server, _, release) = fan_out_server(Duration::from_millis(5), Some(20));
+    let o = Orchc::new();
+    let mut child = o
+        .command(&["run", "tests/run/fan_out.orch", "--config", &cfg(&server)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    server.wait_for("/item/20");
+    // Let the other slots move on while item 20 is held, then kill -9.
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let stored: Vec<String> = o.show(&run)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "completed")
+        .map(|s| s["inputs"]["i"].to_string())
+        .collect();
+    assert!(stored.len() >= 20, "only {} iterations were stored before the kill", stored.len());
+    let before: Vec<String> = server.hits().iter().map(|h| h.path.clone()).collect();
+
+    release.store(true, Ordering::SeqCst);
+    let (code, v, out) = o.json(&["resume", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["got"], items(40));
+    let mut repeated = vec![];
+    for i in 0..40 {
+        let path = format!("/item/{i}");
+        let n = server.count("GET", &path);
+        if stored.contains(&i.to_string()) {
+            assert_eq!(n, 1, "item {i} was stored before the kill and ran again");
+        } else if before.contains(&path) {
+            repeated.push(i);
+        }
+    }
+    // In flight or done but not yet on disk: at most twice the limit (docs/running.md).
+    assert!(repeated.contains(&20), "the iteration in flight ran again");
+    assert!(repeated.len() <= 8, "{} iterations ran again: {repeated:?}", repeated.len());
 }
 
 #[test]

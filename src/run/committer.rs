@@ -8,8 +8,9 @@
 //! A sequential flow sees no difference: each batch holds one step.
 //!
 //! Attempt starts are not waited for: a step that did not complete runs again on resume whether
-//! or not its start was recorded. They wait in `pending` and go with the next write, or on their
-//! own after `FLUSH_STARTS`, so that `orchc show` sees a long step running.
+//! or not its start was recorded. They wait in `pending` and go with their attempt's end (the
+//! store then writes the attempt's rows once, not inserted then updated), or on their own after
+//! `FLUSH_STARTS`, so that `orchc show` sees a step that runs longer than that.
 
 use super::error::RunError;
 use super::store::{Result, StepWrite, Store};
@@ -17,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// How long attempt starts wait for a write to go with before they are committed on their own.
+/// How long an attempt start waits for its attempt's end before it is committed on its own.
 const FLUSH_STARTS: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often the run's heartbeat is written when no write carries it. On this thread rather than
@@ -30,7 +31,7 @@ type Job = (Vec<StepWrite>, oneshot::Sender<std::result::Result<(), String>>);
 pub struct Committer {
     /// `None` only while dropping.
     jobs: Option<mpsc::Sender<Job>>,
-    pending: Arc<Mutex<Vec<StepWrite>>>,
+    pending: Arc<Mutex<Vec<(std::time::Instant, StepWrite)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -39,7 +40,7 @@ impl Committer {
     /// Besides the writes, the thread keeps the run's heartbeat.
     pub fn new(store: Arc<dyn Store>, run: String, owner: String) -> Committer {
         let (jobs, queue) = mpsc::channel::<Job>();
-        let pending: Arc<Mutex<Vec<StepWrite>>> = Arc::default();
+        let pending: Arc<Mutex<Vec<(std::time::Instant, StepWrite)>>> = Arc::default();
         let starts = pending.clone();
         let mut beat = std::time::Instant::now();
         let thread = std::thread::Builder::new()
@@ -56,8 +57,8 @@ impl Committer {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 let (mut writes, waiting): (Vec<Vec<StepWrite>>, Vec<_>) = batch.into_iter().unzip();
-                // Starts still pending were queued after every write already sent: they go last.
-                writes.push(std::mem::take(&mut *starts.lock().unwrap_or_else(|e| e.into_inner())));
+                // Starts pending long enough go too, last: they were queued after every write sent.
+                writes.push(due(&mut starts.lock().unwrap_or_else(|e| e.into_inner()), FLUSH_STARTS));
                 let writes: Vec<StepWrite> = writes.into_iter().flatten().collect();
                 if writes.is_empty() {
                     continue;
@@ -71,18 +72,33 @@ impl Committer {
         Committer { jobs: Some(jobs), pending, thread: Some(thread) }
     }
 
-    /// Commits `write`, after the starts pending, and returns once it is on disk.
+    /// Commits `write`, after its attempt's start if that is still pending, and returns once it
+    /// is on disk.
     pub async fn write(&self, write: StepWrite) -> Result<()> {
-        let mut writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.send(write)?.await
+    }
+
+    /// Hands `write` to the committer's thread (after its attempt's start if that is still
+    /// pending) without waiting: the receipt resolves once it is on disk.
+    pub fn send(&self, write: StepWrite) -> Result<Receipt> {
+        let mut writes = vec![];
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let same = |w: &StepWrite| w.run() == write.run() && w.path() == write.path();
+            if let Some(i) = pending.iter().position(|(_, w)| same(w)) {
+                writes.push(pending.remove(i).1);
+            }
+        }
         writes.push(write);
         let (done, committed) = oneshot::channel();
         self.jobs.as_ref().ok_or_else(stopped)?.send((writes, done)).map_err(|_| stopped())?;
-        committed.await.map_err(|_| stopped())?.map_err(RunError::Store)
+        Ok(Receipt(committed))
     }
 
-    /// Records an attempt start without waiting: it goes with the next write.
+    /// Records an attempt start without waiting: it goes with its attempt's end, or on its own
+    /// after `FLUSH_STARTS`.
     pub fn queue(&self, write: StepWrite) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(write);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push((std::time::Instant::now(), write));
     }
 }
 
@@ -90,7 +106,7 @@ impl Drop for Committer {
     /// Writes the starts still pending (a run that stops while a step is in flight) and waits for
     /// the thread to finish, so that nothing queued is lost when the process exits.
     fn drop(&mut self) {
-        let writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let writes = due(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()), std::time::Duration::ZERO);
         if let Some(jobs) = self.jobs.take() {
             if !writes.is_empty() {
                 let (done, _) = oneshot::channel();
@@ -100,6 +116,26 @@ impl Drop for Committer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Takes the pending starts queued at least `age` ago, in the order they were queued.
+fn due(pending: &mut Vec<(std::time::Instant, StepWrite)>, age: std::time::Duration) -> Vec<StepWrite> {
+    // Queued in time order: the due ones are a prefix.
+    let n = pending.iter().take_while(|(at, _)| at.elapsed() >= age).count();
+    pending.drain(..n).map(|(_, w)| w).collect()
+}
+
+/// A write handed to the committer: awaiting it says whether it is on disk.
+pub struct Receipt(oneshot::Receiver<std::result::Result<(), String>>);
+
+impl std::future::Future for Receipt {
+    type Output = Result<()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| stopped()).and_then(|r| r.map_err(RunError::Store)))
     }
 }
 

@@ -5,7 +5,7 @@
 //! enclosing workflow calls and `for` iterations (`provision@4/for2[3]/patch@6`). On resume, a path
 //! with a completed execution is not run again: its stored outputs are used.
 
-use super::committer::Committer;
+use super::committer::{Committer, Receipt};
 use super::error::StepError;
 use super::eval::{self, Ctx, Locals};
 use super::progress::Progress;
@@ -75,36 +75,50 @@ impl Engine {
         Ok(())
     }
 
-    pub fn flow<'a>(&'a self, f: &'a Flow, prefix: &'a str, state: &'a mut State) -> BoxFuture<'a, Result<(), Halt>> {
+    /// Runs `f` over `state`. The completions of its steps are handed to the committer; those not
+    /// waited for yet are left in `pending`, and every step waits for them before it starts, so
+    /// that nothing runs on results that are not on disk.
+    pub fn flow<'a>(
+        &'a self,
+        f: &'a Flow,
+        prefix: &'a str,
+        state: &'a mut State,
+        pending: &'a mut Pending,
+    ) -> BoxFuture<'a, Result<(), Halt>> {
         async move {
             match f {
                 Flow::Call(c) => {
-                    let writes = self.call(c, prefix, state).await?;
+                    let writes = self.call(c, prefix, state, pending).await?;
                     state.extend(writes);
                 }
                 Flow::Seq { items, .. } => {
                     for it in items {
-                        self.flow(it, prefix, state).await?;
+                        self.flow(it, prefix, state, pending).await?;
                     }
                 }
                 Flow::Par { branches, .. } => {
+                    settle(pending).await?;
                     let runs = branches.iter().map(|b| {
                         let mut st = state.clone();
                         async move {
-                            let r = self.flow(b, prefix, &mut st).await;
-                            (r, st)
+                            let mut own = Pending::new();
+                            let r = self.flow(b, prefix, &mut st, &mut own).await;
+                            (both(r, settle(&mut own).await), st)
                         }
                     });
                     let results = futures::future::join_all(runs).await;
                     self.merge(state, results)?;
                 }
-                Flow::Graph { nodes, edges, .. } => self.graph(nodes, edges, prefix, state).await?,
+                Flow::Graph { nodes, edges, .. } => {
+                    settle(pending).await?;
+                    self.graph(nodes, edges, prefix, state).await?
+                }
                 Flow::If { cond, then, otherwise, .. } => {
                     let c = self.flow_expr(cond, state).await?;
                     if c == json!(true) {
-                        self.flow(then, prefix, state).await?;
+                        self.flow(then, prefix, state, pending).await?;
                     } else if let Some(o) = otherwise {
-                        self.flow(o, prefix, state).await?;
+                        self.flow(o, prefix, state, pending).await?;
                     }
                 }
                 Flow::For { id, var, iter, limit, body, collects } => {
@@ -113,22 +127,8 @@ impl Engine {
                         Value::Null => vec![],
                         other => vec![other],
                     };
-                    // Unordered, so that a slow iteration does not hold the slots of the ones
-                    // after it; the results are put back in element order.
-                    let mut results: Vec<(usize, Result<(), Halt>, State)> =
-                        futures::stream::iter(xs.into_iter().enumerate())
-                            .map(|(i, x)| {
-                                let mut st = state.clone();
-                                st.insert(var.clone(), x);
-                                let p = format!("{prefix}{id}[{i}]/");
-                                async move {
-                                    let r = self.flow(body, &p, &mut st).await;
-                                    (i, r, st)
-                                }
-                            })
-                            .buffer_unordered((*limit).max(1) as usize)
-                            .collect()
-                            .await;
+                    settle(pending).await?;
+                    let mut results = self.iterations(id, var, xs, *limit, body, prefix, state).await;
                     results.sort_by_key(|(i, _, _)| *i);
                     let results = results.into_iter().map(|(_, r, st)| (r, st));
                     let mut lists: IndexMap<String, Vec<Value>> =
@@ -155,6 +155,56 @@ impl Engine {
             Ok(())
         }
         .boxed()
+    }
+
+    /// Runs a `for`'s iterations, at most `limit` at a time, each from `state` with its element
+    /// as `var`; gives each one's outcome and state. Unordered, so that a slow iteration does not
+    /// hold the slots of the ones after it.
+    ///
+    /// An iteration's slot is free once its body has run: its last completions are made durable
+    /// while the next iterations run (they cannot read them). At most `2 * limit` iterations are
+    /// running or waiting for the disk, which bounds what a crash makes run again; the `for` ends
+    /// only when all of them are on disk (docs/running.md, "`for` iterations and the disk").
+    #[allow(clippy::too_many_arguments)]
+    async fn iterations(
+        &self,
+        id: &str,
+        var: &str,
+        xs: Vec<Value>,
+        limit: u32,
+        body: &Flow,
+        prefix: &str,
+        state: &State,
+    ) -> Vec<(usize, Result<(), Halt>, State)> {
+        let limit = limit.max(1) as usize;
+        let mut elements = xs.into_iter().enumerate();
+        let mut running = FuturesUnordered::new();
+        let mut committing = FuturesUnordered::new();
+        let mut results = vec![];
+        loop {
+            while running.len() < limit && running.len() + committing.len() < 2 * limit {
+                let Some((i, x)) = elements.next() else { break };
+                let mut st = state.clone();
+                st.insert(var.to_string(), x);
+                let p = format!("{prefix}{id}[{i}]/");
+                running.push(async move {
+                    let mut own = Pending::new();
+                    let r = self.flow(body, &p, &mut st, &mut own).await;
+                    (i, r, st, own)
+                });
+            }
+            tokio::select! {
+                Some((i, r, st, mut own)) = running.next(), if !running.is_empty() => {
+                    committing.push(async move {
+                        let r = both(r, settle(&mut own).await);
+                        (i, r, st)
+                    });
+                }
+                Some(done) = committing.next(), if !committing.is_empty() => results.push(done),
+                else => break,
+            }
+        }
+        results
     }
 
     /// Branches of `&` (and a graph's nodes) start from one state; what each writes is merged.
@@ -196,7 +246,12 @@ impl Engine {
                         started[i] = true;
                         let snapshot = state.clone();
                         let node = &nodes[i];
-                        running.push(async move { (i, self.call(node, prefix, &snapshot).await) });
+                        running.push(async move {
+                            let mut own = Pending::new();
+                            let r = self.call(node, prefix, &snapshot, &mut own).await;
+                            let settled = settle(&mut own).await;
+                            (i, r.and_then(|w| settled.map(|()| w)))
+                        });
                     }
                 }
             }
@@ -258,6 +313,7 @@ impl Engine {
         c: &'a Call,
         prefix: &'a str,
         state: &'a State,
+        pending: &'a mut Pending,
     ) -> BoxFuture<'a, Result<Vec<(String, Value)>, Halt>> {
         async move {
             let path = format!("{prefix}{}", c.id);
@@ -272,7 +328,7 @@ impl Engine {
                         .get(name)
                         .ok_or_else(|| fail(name, StepError::permanent("unknown workflow")))?;
                     let mut sub = self.args(&c.args, &wf.params, state).await.map_err(|e| fail(name, e.at(c.loc)))?;
-                    self.flow(&wf.flow, &format!("{path}/"), &mut sub).await?;
+                    self.flow(&wf.flow, &format!("{path}/"), &mut sub, pending).await?;
                     Ok(c.writes
                         .iter()
                         .map(|(key, out)| (key.clone(), sub.get(out).cloned().unwrap_or(Value::Null)))
@@ -285,6 +341,7 @@ impl Engine {
                         self.progress.reused(name);
                         return Ok(writes(c, &out));
                     }
+                    settle(pending).await?;
                     let args = self.args(&c.args, &step.params, state).await.map_err(|e| fail(name, e.at(c.loc)))?;
                     let reads = self.ctx.redactor.value(&json!(args));
                     let (outputs, attempt) = match &step.kind {
@@ -327,19 +384,18 @@ impl Engine {
                         .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
                         .filter_map(|(k, _)| outputs.get(k).filter(|v| v.is_object()).cloned())
                         .collect();
-                    self.committer
-                        .write(StepWrite::Complete {
-                            run: self.run_id.clone(),
-                            path: path.clone(),
-                            n: attempt as i64,
-                            at_ms: super::store::now_ms(),
-                            outputs: outputs.clone(),
-                            compensation,
-                            subscriptions: subs,
-                            undoes: None,
-                        })
-                        .await?;
-                    Ok(writes(c, &outputs))
+                    let out = writes(c, &outputs);
+                    pending.push(self.committer.send(StepWrite::Complete {
+                        run: self.run_id.clone(),
+                        path,
+                        n: attempt as i64,
+                        at_ms: super::store::now_ms(),
+                        outputs,
+                        compensation,
+                        subscriptions: subs,
+                        undoes: None,
+                    })?);
+                    Ok(out)
                 }
             }
         }
@@ -536,6 +592,26 @@ impl Engine {
             }
         }
         Ok(failures)
+    }
+}
+
+/// Completions handed to the committer that their chain of steps has not waited for yet.
+pub type Pending = Vec<Receipt>;
+
+/// Waits until every completion in `pending` is on disk.
+pub async fn settle(pending: &mut Pending) -> Result<(), Halt> {
+    for receipt in pending.drain(..) {
+        receipt.await?;
+    }
+    Ok(())
+}
+
+/// A flow's outcome once its completions were settled: a store failure outranks it.
+fn both(r: Result<(), Halt>, settled: Result<(), Halt>) -> Result<(), Halt> {
+    match (r, settled) {
+        (Ok(()), s) => s,
+        (Err(h), Ok(())) => Err(h),
+        (Err(h), Err(s)) => Err(worse(Some(h), s)),
     }
 }
 

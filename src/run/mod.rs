@@ -303,8 +303,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
         Err(message) => {
             // A run that needs a missing secret fails before its first step.
             let error = json!({ "code": "orch::run::missing_secret", "message": message });
-            store.set_status(&run_id, "failed", None, Some(&error), None)?;
-            store.release(&run_id, &owner)?;
+            store.end(&run_id, &owner, "failed", None, Some(&error), None)?;
             return Ok(RunOutcome {
                 run_id,
                 status: "failed".into(),
@@ -516,9 +515,7 @@ pub async fn abort(
             json!(failures.iter().map(|f| json!({"step": f.step, "message": f.error.message})).collect::<Vec<_>>());
         Some(error)
     };
-    store.set_status(&rec.id, "aborted", None, error.as_ref(), None)?;
-    store.release_locks(&rec.id)?;
-    store.release(&rec.id, &owner)?;
+    store.end(&rec.id, &owner, "aborted", None, error.as_ref(), None)?;
     Ok(RunOutcome { run_id: rec.id, status: "aborted".into(), outputs: None, error, waiting: None })
 }
 
@@ -553,14 +550,19 @@ async fn drive(
     };
     let mut state: State =
         rec.inputs.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let result = engine.flow(&wf.flow, "", &mut state).await;
+    let mut pending = engine::Pending::new();
+    let result = engine.flow(&wf.flow, "", &mut state, &mut pending).await;
+    // Every completion is on disk before the run's outcome is recorded.
+    let result = match (result, engine::settle(&mut pending).await) {
+        (_, Err(store)) => Err(store),
+        (result, Ok(())) => result,
+    };
     let outcome = match result {
         Ok(()) => {
             let outputs: serde_json::Map<String, Value> =
                 wf.outputs.keys().map(|k| (k.clone(), state.get(k).cloned().unwrap_or(Value::Null))).collect();
             let outputs = ctx.redactor.value(&Value::Object(outputs));
-            store.set_status(&rec.id, "completed", Some(&outputs), None, None)?;
-            store.release_locks(&rec.id)?;
+            store.end(&rec.id, &owner, "completed", Some(&outputs), None, None)?;
             RunOutcome {
                 run_id: rec.id.clone(),
                 status: "completed".into(),
@@ -570,7 +572,7 @@ async fn drive(
             }
         }
         Err(Halt::Suspended { path, step, prompt }) => {
-            store.set_status(&rec.id, "suspended", None, None, Some(&path))?;
+            store.end(&rec.id, &owner, "suspended", None, None, Some(&path))?;
             RunOutcome {
                 run_id: rec.id.clone(),
                 status: "suspended".into(),
@@ -605,6 +607,7 @@ async fn drive(
                 Err(Halt::Store(e)) => return Err(RunError::Store(e)),
                 Err(_) => {}
             }
+            store.release(&rec.id, &owner)?;
             RunOutcome {
                 run_id: rec.id.clone(),
                 status: "failed".into(),
@@ -615,6 +618,5 @@ async fn drive(
         }
         Err(Halt::Store(e)) => return Err(RunError::Store(e)),
     };
-    store.release(&rec.id, &owner)?;
     Ok(outcome)
 }

@@ -129,6 +129,12 @@ impl StepWrite {
             StepWrite::Start { run, .. } | StepWrite::Fail { run, .. } | StepWrite::Complete { run, .. } => run,
         }
     }
+
+    pub fn path(&self) -> &str {
+        match self {
+            StepWrite::Start { path, .. } | StepWrite::Fail { path, .. } | StepWrite::Complete { path, .. } => path,
+        }
+    }
 }
 
 /// Everything the interpreter and the commands need from a store.
@@ -160,6 +166,17 @@ pub trait Store: Send + Sync {
     /// Says `owner` still drives the run; `false` when another process has taken it.
     fn heartbeat(&self, id: &str, owner: &str) -> Result<bool>;
     fn release(&self, id: &str, owner: &str) -> Result<()>;
+    /// Ends `owner`'s drive of a run in one transaction: sets its status (as `set_status`),
+    /// releases it, and releases its subscriptions' locks when it is `completed` or `aborted`.
+    fn end(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        outputs: Option<&Value>,
+        error: Option<&Value>,
+        waiting: Option<&str>,
+    ) -> Result<()>;
     /// The outputs of a completed step execution.
     /// The outputs of every completed step execution of a run, by path.
     fn completed_steps(&self, run: &str) -> Result<std::collections::HashMap<String, Value>>;
@@ -351,15 +368,20 @@ impl SqliteStore {
         if version == latest {
             return Ok(Some(SqliteStore { conn: Mutex::new(conn) }));
         }
-        // Each migration in its own transaction; the version is read again under the write lock,
-        // since another process may have migrated the store since it was read above.
-        (|| loop {
+        // All the migrations due in one transaction (one fsync for a new store); the version is
+        // read again under the write lock, since another process may have migrated the store
+        // since it was read above.
+        (|| {
             let tx = write_tx(&conn)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version + 1)?;
-            tx.commit()?;
+            if version >= latest {
+                return Ok(());
+            }
+            for sql in MIGRATIONS.iter().skip(version as usize) {
+                tx.execute_batch(sql)?;
+            }
+            tx.pragma_update(None, "user_version", latest)?;
+            tx.commit()
         })()
         .map_err(|e| cannot_write(name, e))?;
         Ok(Some(SqliteStore { conn: Mutex::new(conn) }))
@@ -557,21 +579,28 @@ impl Store for SqliteStore {
         waiting: Option<&str>,
     ) -> Result<()> {
         let conn = self.conn();
-        let now = now_ms();
         let tx = write_tx(&conn)?;
-        tx.execute(
-            "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, waiting = ?5, updated_ms = ?6 WHERE id = ?1",
-            params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
-        )?;
-        tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id,
-                now,
-                format!("run_{status}"),
-                serde_json::json!({"outputs": outputs, "error": error, "waiting": waiting}).to_string()
-            ],
-        )?;
+        write_status(&tx, id, status, outputs, error, waiting)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn end(
+        &self,
+        id: &str,
+        owner: &str,
+        status: &str,
+        outputs: Option<&Value>,
+        error: Option<&Value>,
+        waiting: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let tx = write_tx(&conn)?;
+        write_status(&tx, id, status, outputs, error, waiting)?;
+        tx.execute("UPDATE runs SET owner = NULL WHERE id = ?1 AND owner = ?2", params![id, owner])?;
+        if matches!(status, "completed" | "aborted") {
+            tx.execute("UPDATE subscriptions SET locked_by = NULL WHERE locked_by = ?1", params![id])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -655,23 +684,29 @@ impl Store for SqliteStore {
                     )));
                 }
             }
-            for w in batch {
+            // Completions are numbered in the order they are committed; the run's last number is
+            // read once per batch.
+            let mut seqs = std::collections::HashMap::new();
+            let mut writes = batch.iter().peekable();
+            while let Some(w) = writes.next() {
                 match w {
                     StepWrite::Start { run, path, step, n, reads, at_ms } => {
+                        // An attempt that started and completed within one batch is written as
+                        // its final rows at once, rather than inserted and then updated.
+                        if let Some(StepWrite::Complete { run: r, path: p, n: m, .. }) = writes.peek() {
+                            if (r, p, m) == (run, path, n) {
+                                let Some(complete) = writes.next() else { unreachable!() };
+                                let start = Started { step, reads, at_ms: *at_ms };
+                                write_complete(&tx, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
+                                continue;
+                            }
+                        }
                         write_start(&tx, run, path, step, *n, reads, *at_ms)?
                     }
                     StepWrite::Fail { run, path, n, at_ms, error, permanent } => {
                         write_fail(&tx, run, path, *n, *at_ms, error, *permanent)?
                     }
-                    StepWrite::Complete { run, path, n, at_ms, outputs, compensation, subscriptions, undoes } => {
-                        write_complete(&tx, run, path, *n, *at_ms, outputs, compensation.as_ref(), subscriptions)?;
-                        if let Some(undone) = undoes {
-                            tx.prepare_cached(
-                                "UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2",
-                            )?
-                            .execute(params![run, undone])?;
-                        }
-                    }
+                    StepWrite::Complete { run, .. } => write_complete(&tx, w, None, next_seq(&tx, &mut seqs, run)?)?,
                 }
             }
             tx.commit()?;
@@ -883,29 +918,97 @@ fn write_start(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_complete(
+fn write_status(
     tx: &rusqlite::Transaction<'_>,
-    run: &str,
-    path: &str,
-    n: i64,
-    now: i64,
-    outputs: &Value,
-    compensation: Option<&Value>,
-    subscriptions: &[Value],
+    id: &str,
+    status: &str,
+    outputs: Option<&Value>,
+    error: Option<&Value>,
+    waiting: Option<&str>,
 ) -> Result<()> {
-    let seq: i64 = tx
-        .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1")?
-        .query_row(params![run], |r| r.get(0))?;
-    tx.prepare_cached(
-        "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-    )?
-    .execute(params![run, path, n, now])?;
-    tx.prepare_cached(
-        "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
-         WHERE run_id = ?1 AND path = ?2",
-    )?
-    .execute(params![run, path, outputs.to_string(), compensation.map(Value::to_string), now, seq])?;
+    let now = now_ms();
+    tx.execute(
+        "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, waiting = ?5, updated_ms = ?6 WHERE id = ?1",
+        params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
+    )?;
+    tx.execute(
+        "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            id,
+            now,
+            format!("run_{status}"),
+            serde_json::json!({"outputs": outputs, "error": error, "waiting": waiting}).to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The number of the run's next completion: the last one is read once per batch, then counted.
+fn next_seq<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    seqs: &mut std::collections::HashMap<&'a str, i64>,
+    run: &'a str,
+) -> Result<i64> {
+    let last = match seqs.get(run) {
+        Some(last) => *last,
+        None => tx
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM steps WHERE run_id = ?1")?
+            .query_row(params![run], |r| r.get(0))?,
+    };
+    seqs.insert(run, last + 1);
+    Ok(last + 1)
+}
+
+/// The start of an attempt written together with its completion.
+struct Started<'a> {
+    step: &'a str,
+    reads: &'a Value,
+    at_ms: i64,
+}
+
+/// Writes a `StepWrite::Complete`, numbered `seq` among the run's completions; with `start`, the
+/// attempt's start too (its rows are then inserted, not updated).
+fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<Started<'_>>, seq: i64) -> Result<()> {
+    let StepWrite::Complete { run, path, n, at_ms: now, outputs, compensation, subscriptions, undoes } = w else {
+        return Ok(());
+    };
+    let outputs_text = outputs.to_string();
+    let compensation = compensation.as_ref().map(Value::to_string);
+    match start {
+        Some(Started { step, reads, at_ms }) => {
+            tx.prepare_cached(
+                "INSERT INTO steps (run_id, path, step, status, reads, outputs, compensation, started_ms, finished_ms, seq)
+                 VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (run_id, path) DO UPDATE SET status = 'completed', reads = ?4, outputs = ?5,
+                   compensation = ?6, finished_ms = ?8, seq = ?9, error = NULL",
+            )?
+            .execute(params![run, path, step, reads.to_string(), outputs_text, compensation, at_ms, now, seq])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, 'completed', ?4, ?5)",
+            )?
+            .execute(params![run, path, n, at_ms, now])?;
+            tx.prepare_cached(
+                "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
+            )?
+            .execute(params![
+                run,
+                at_ms,
+                serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()
+            ])?;
+        }
+        None => {
+            tx.prepare_cached(
+                "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
+            )?
+            .execute(params![run, path, n, now])?;
+            tx.prepare_cached(
+                "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
+                 WHERE run_id = ?1 AND path = ?2",
+            )?
+            .execute(params![run, path, outputs_text, compensation, now, seq])?;
+        }
+    }
     for sub in subscriptions {
         let id = sub["id"].as_str().unwrap_or_default();
         tx.prepare_cached(
@@ -926,6 +1029,10 @@ fn write_complete(
     }
     tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?
         .execute(params![run, now, serde_json::json!({"path": path, "attempt": n, "outputs": outputs}).to_string()])?;
+    if let Some(undone) = undoes {
+        tx.prepare_cached("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2")?
+            .execute(params![run, undone])?;
+    }
     Ok(())
 }
 
