@@ -515,6 +515,38 @@ fn a_killed_run_resumes_without_repeating_completed_steps() {
 }
 
 #[test]
+fn in_a_pipe_progress_lines_arrive_while_the_step_runs() {
+    use std::io::BufRead;
+    let (server, release) = vm_server("vm-7");
+    let o = Orchc::new();
+    let mut child = start_crash_run(&o, &server);
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    // `configure` is held by the server: its start line must come out before it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut got = vec![];
+    while !got.iter().any(|l: &String| l.ends_with("start configure")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => panic!("no `start configure` line while the step ran; got {got:?}"),
+        }
+    }
+    assert!(got.iter().any(|l| l.contains("done  allocate in")), "{got:?}");
+    release.store(true, Ordering::SeqCst);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    // Nothing is lost at the end: the last lines come out when the run ends.
+    let rest: Vec<String> = seen.iter().collect();
+    assert!(rest.iter().any(|l| l.contains("done  verify in")), "{rest:?}");
+}
+
+#[test]
 fn two_processes_never_drive_one_run() {
     let (server, release) = vm_server("vm-9");
     let o = Orchc::new();

@@ -3,20 +3,58 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub struct Progress {
     live: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     quiet: bool,
+    plain: Arc<Mutex<Plain>>,
+}
+
+/// Plain lines not written yet. A `for` of many short steps prints thousands of lines a second:
+/// written one system call (and one wake-up of the reader) each, they cost more than the steps.
+/// So a line goes out at once after a quiet spell, and otherwise with the others of its
+/// `PLAIN_EVERY`.
+struct Plain {
+    text: String,
+    written: Instant,
+}
+
+const PLAIN_EVERY: Duration = Duration::from_millis(50);
+
+impl Plain {
+    fn write(&mut self) {
+        if !self.text.is_empty() {
+            let _ = std::io::stderr().lock().write_all(self.text.as_bytes());
+            self.text.clear();
+        }
+        self.written = Instant::now();
+    }
 }
 
 impl Progress {
     /// `terminal`: draw live progress; otherwise print plain lines. `quiet`: print nothing.
     pub fn new(terminal: bool, quiet: bool) -> Progress {
         let live = (terminal && !quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { live, bars: Mutex::new(HashMap::new()), quiet }
+        let plain = Arc::new(Mutex::new(Plain {
+            text: String::new(),
+            written: Instant::now().checked_sub(PLAIN_EVERY).unwrap_or_else(Instant::now),
+        }));
+        if live.is_none() && !quiet {
+            // Writes what waits in `plain` every `PLAIN_EVERY`, until the progress is dropped.
+            let waiting = Arc::downgrade(&plain);
+            let _ = std::thread::Builder::new().name("orch-progress".into()).spawn(move || loop {
+                std::thread::sleep(PLAIN_EVERY);
+                match waiting.upgrade() {
+                    Some(plain) => plain.lock().unwrap_or_else(|p| p.into_inner()).write(),
+                    None => break,
+                }
+            });
+        }
+        Progress { live, bars: Mutex::new(HashMap::new()), quiet, plain }
     }
 
     fn line(&self, text: String) {
@@ -28,12 +66,13 @@ impl Progress {
                 let _ = mp.println(text);
             }
             None => {
-                // Formatted first, then written at once: stderr is unbuffered, and `eprintln!`
-                // would make a system call per piece of the line.
-                use std::io::Write;
                 let now = time::OffsetDateTime::now_utc();
-                let line = format!("{:02}:{:02}:{:02} {text}\n", now.hour(), now.minute(), now.second());
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+                use std::fmt::Write;
+                let _ = writeln!(plain.text, "{:02}:{:02}:{:02} {text}", now.hour(), now.minute(), now.second());
+                if plain.written.elapsed() >= PLAIN_EVERY {
+                    plain.write();
+                }
             }
         }
     }
@@ -96,6 +135,12 @@ impl Progress {
 
     pub fn note(&self, text: &str) {
         self.line(text.to_string());
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.plain.lock().unwrap_or_else(|p| p.into_inner()).write();
     }
 }
 
