@@ -25,8 +25,11 @@ const FLUSH_STARTS: std::time::Duration = std::time::Duration::from_millis(50);
 /// the runtime's, so that a step busy with computation cannot starve it.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Writes to commit together, and where to say they are committed.
-type Job = (Vec<StepWrite>, oneshot::Sender<std::result::Result<(), String>>);
+/// Writes to commit together, and where to say they are committed. The writes go back with the
+/// answer: they are freed by the thread that made them, as a memory allocator serves best (glibc's
+/// takes a lock to free what another thread allocated).
+type Job = (Vec<StepWrite>, oneshot::Sender<Committed>);
+type Committed = (std::result::Result<(), String>, Vec<StepWrite>);
 
 pub struct Committer {
     /// `None` only while dropping.
@@ -56,16 +59,18 @@ impl Committer {
                     Err(mpsc::RecvTimeoutError::Timeout) => vec![],
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
-                let (mut writes, waiting): (Vec<Vec<StepWrite>>, Vec<_>) = batch.into_iter().unzip();
+                let (groups, waiting): (Vec<Vec<StepWrite>>, Vec<_>) = batch.into_iter().unzip();
+                let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+                let mut writes: Vec<StepWrite> = groups.into_iter().flatten().collect();
                 // Starts pending long enough go too, last: they were queued after every write sent.
-                writes.push(due(&mut starts.lock().unwrap_or_else(|e| e.into_inner()), FLUSH_STARTS));
-                let writes: Vec<StepWrite> = writes.into_iter().flatten().collect();
+                writes.extend(due(&mut starts.lock().unwrap_or_else(|e| e.into_inner()), FLUSH_STARTS));
                 if writes.is_empty() {
                     continue;
                 }
                 let result = store.write(&owner, &writes).map_err(|e| e.to_string());
-                for done in waiting {
-                    let _ = done.send(result.clone());
+                let mut writes = writes.into_iter();
+                for (done, n) in waiting.into_iter().zip(sizes) {
+                    let _ = done.send((result.clone(), writes.by_ref().take(n).collect()));
                 }
             })
             .expect("spawn the committer thread");
@@ -127,7 +132,7 @@ fn due(pending: &mut Vec<(std::time::Instant, StepWrite)>, age: std::time::Durat
 }
 
 /// A write handed to the committer: awaiting it says whether it is on disk.
-pub struct Receipt(oneshot::Receiver<std::result::Result<(), String>>);
+pub struct Receipt(oneshot::Receiver<Committed>);
 
 impl std::future::Future for Receipt {
     type Output = Result<()>;
@@ -135,7 +140,7 @@ impl std::future::Future for Receipt {
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
-            .map(|r| r.map_err(|_| stopped()).and_then(|r| r.map_err(RunError::Store)))
+            .map(|r| r.map_err(|_| stopped()).and_then(|(r, _writes)| r.map_err(RunError::Store)))
     }
 }
 
