@@ -5,12 +5,16 @@
 //! 2. a `for` over 1,000 elements whose step makes one HTTP GET to a local server (limit 16),
 //!    against the same 1,000 requests made directly with reqwest, 16 at a time.
 //!
-//! Run with `cargo bench --bench run`. Times are wall clock, best of three, on this machine.
+//! Run with `cargo bench --bench run`. Times are wall clock on this machine. Shared machines are
+//! noisy (the same run varies by half from one minute to the next), so the measurements are taken
+//! in rounds, each round timing every variant once, one after the other; a ratio is computed
+//! within each round and the median over the rounds is reported, with the lowest and highest.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 16;
+const ROUNDS: usize = 9;
 
 /// `orchc` as cargo built it for this target: with the bench profile under `cargo bench`.
 fn orchc() -> std::path::PathBuf {
@@ -27,24 +31,31 @@ fn chain(n: usize) -> String {
     src
 }
 
-fn time_run(bin: &std::path::Path, file: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> Duration {
-    let mut best = Duration::MAX;
-    for i in 0..3 {
-        let db = dir.join(format!("bench-{}-{i}.db", file.file_stem().unwrap().to_string_lossy()));
-        let started = Instant::now();
-        let out = Command::new(bin).arg("run").arg(file).arg("--db").arg(&db).args(extra).output().unwrap();
-        let took = started.elapsed();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        best = best.min(took);
-    }
-    best
+/// One `orchc run` of `file` with a new store in `dir`, its progress read through a pipe.
+fn time_run(bin: &std::path::Path, file: &std::path::Path, dir: &std::path::Path, round: usize) -> Duration {
+    let db = dir.join(format!("bench-{}-{round}.db", file.file_stem().unwrap().to_string_lossy()));
+    let started = Instant::now();
+    let out = Command::new(bin).arg("run").arg(file).arg("--db").arg(&db).output().unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    took
+}
+
+/// The median, lowest and highest of `xs`.
+fn spread(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn main() {
     // `cargo test --all-targets` runs this without `--bench`: then a small version proves the
     // benchmark still works, and its figures mean nothing.
     let measuring = std::env::args().any(|a| a == "--bench");
-    let (steps, requests) = if measuring { (1000, 1000) } else { (10, 20) };
+    let (steps, requests, rounds) = if measuring { (1000, 1000, ROUNDS) } else { (10, 20, 1) };
     if !measuring {
         println!("a small run under `cargo test` to prove the benchmark works; its figures mean nothing");
     }
@@ -55,59 +66,74 @@ fn main() {
     std::fs::write(&one, chain(1)).unwrap();
     let long = dir.path().join("chain.orch");
     std::fs::write(&long, chain(steps)).unwrap();
-    let base = time_run(&bin, &one, dir.path(), &[]);
-    let full = time_run(&bin, &long, dir.path(), &[]);
-    let per_step = (full.saturating_sub(base)).as_secs_f64() * 1000.0 / (steps - 1) as f64;
+    let (mut per_step, mut bases, mut fulls) = (vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let base = time_run(&bin, &one, dir.path(), round);
+        let full = time_run(&bin, &long, dir.path(), round);
+        per_step.push(ms(full.saturating_sub(base)) / (steps - 1) as f64);
+        bases.push(ms(base));
+        fulls.push(ms(full));
+    }
+    let (step, low, high) = spread(per_step);
     println!(
-        "chain of {steps} no-I/O steps: {:.0} ms (1 step: {:.0} ms) => {per_step:.3} ms per step",
-        full.as_secs_f64() * 1000.0,
-        base.as_secs_f64() * 1000.0
+        "chain of {steps} no-I/O steps: {:.0} ms (1 step: {:.0} ms) => {step:.3} ms per step (rounds: {low:.3} to {high:.3})",
+        spread(fulls).0,
+        spread(bases).0,
     );
 
     let url = format!("http://{}", serve_ok());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let direct = {
-        let mut best = Duration::MAX;
-        for _ in 0..3 {
-            let client = reqwest::Client::new();
-            let started = Instant::now();
-            rt.block_on(async {
-                use futures::StreamExt;
-                let urls: Vec<String> = (0..requests).map(|i| format!("{url}/item/{i}")).collect();
-                futures::stream::iter(urls)
-                    .map(|u| {
-                        let c = client.clone();
-                        async move { c.get(&u).send().await.unwrap().text().await.unwrap() }
-                    })
-                    .buffered(CONCURRENCY)
-                    .collect::<Vec<_>>()
-                    .await
-            });
-            best = best.min(started.elapsed());
-        }
-        best
+    // A new client each time, so that its connections are made within the time, as orchc makes
+    // its own in each run.
+    let direct = || {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        rt.block_on(async {
+            use futures::StreamExt;
+            let urls: Vec<String> = (0..requests).map(|i| format!("{url}/item/{i}")).collect();
+            futures::stream::iter(urls)
+                .map(|u| {
+                    let c = client.clone();
+                    async move { c.get(&u).send().await.unwrap().text().await.unwrap() }
+                })
+                .buffered(CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+        });
+        started.elapsed()
     };
     let for_src = format!(
         "config api: Str = \"{url}\"\nstep fetch(i: Int) -> (ok: Bool) {{\n  let r = http.get(\"${{api}}/item/${{i}}\")\n  {{ ok: r.json.ok as Bool }}\n}}\nworkflow fan_out(n: Int = {requests}) -> (ok: [Bool]) {{\n  for i in range(n) limit {CONCURRENCY} {{ fetch }}\n}}\n"
     );
     let for_file = dir.path().join("for.orch");
     std::fs::write(&for_file, for_src).unwrap();
-    let via = time_run(&bin, &for_file, dir.path(), &[]);
-    println!(
-        "{requests} GETs, {CONCURRENCY} at a time: direct {:.0} ms, orchc for {:.0} ms => {:.2}x",
-        direct.as_secs_f64() * 1000.0,
-        via.as_secs_f64() * 1000.0,
-        via.as_secs_f64() / direct.as_secs_f64()
-    );
     // The same run with the store in memory-backed /dev/shm: what is left without the fsyncs,
     // to tell the cost of durability from the interpreter's own.
-    if std::path::Path::new("/dev/shm").is_dir() {
-        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
-        let via_shm = time_run(&bin, &for_file, shm.path(), &[]);
+    let shm = std::path::Path::new("/dev/shm").is_dir().then(|| tempfile::tempdir_in("/dev/shm").unwrap());
+    let (mut directs, mut vias, mut shms, mut ratios, mut shm_ratios) = (vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let d = direct();
+        let via = time_run(&bin, &for_file, dir.path(), round);
+        directs.push(ms(d));
+        vias.push(ms(via));
+        ratios.push(via.as_secs_f64() / d.as_secs_f64());
+        if let Some(shm) = &shm {
+            let via_shm = time_run(&bin, &for_file, shm.path(), round);
+            shms.push(ms(via_shm));
+            shm_ratios.push(via_shm.as_secs_f64() / d.as_secs_f64());
+        }
+    }
+    let (ratio, low, high) = spread(ratios);
+    println!(
+        "{requests} GETs, {CONCURRENCY} at a time: direct {:.0} ms, orchc for {:.0} ms => {ratio:.2}x (rounds: {low:.2}x to {high:.2}x)",
+        spread(directs).0,
+        spread(vias).0,
+    );
+    if shm.is_some() {
+        let (ratio, low, high) = spread(shm_ratios);
         println!(
-            "  the same with the store on tmpfs (no fsync cost): orchc for {:.0} ms => {:.2}x",
-            via_shm.as_secs_f64() * 1000.0,
-            via_shm.as_secs_f64() / direct.as_secs_f64()
+            "  the same with the store on tmpfs (no fsync cost): orchc for {:.0} ms => {ratio:.2}x (rounds: {low:.2}x to {high:.2}x)",
+            spread(shms).0,
         );
     }
 }
