@@ -263,12 +263,7 @@ fn a_for_runs_at_most_limit_iterations_at_once() {
 fn a_for_killed_mid_way_repeats_no_stored_iteration() {
     let (server, _, release) = fan_out_server(Duration::from_millis(5), Some(20));
     let o = Orchc::new();
-    let mut child = o
-        .command(&["run", "tests/run/fan_out.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = o.spawn_quiet(&["run", "tests/run/fan_out.orch", "--config", &cfg(&server)]);
     server.wait_for("/item/20");
     // Let the other slots move on while item 20 is held, then kill -9.
     std::thread::sleep(Duration::from_millis(100));
@@ -1291,12 +1286,7 @@ fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
         _ => Reply::ok("{}"),
     });
     let o = Orchc::new();
-    let mut child = o
-        .command(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = o.spawn_quiet(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
     server.wait_for("/networks/net-7/ips/10.0.0.5");
     child.kill().unwrap();
     child.wait().unwrap();

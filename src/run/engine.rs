@@ -607,7 +607,7 @@ pub async fn settle(pending: &mut Pending) -> Result<(), Halt> {
 }
 
 /// A flow's outcome once its completions were settled: a store failure outranks it.
-fn both(r: Result<(), Halt>, settled: Result<(), Halt>) -> Result<(), Halt> {
+pub fn both(r: Result<(), Halt>, settled: Result<(), Halt>) -> Result<(), Halt> {
     match (r, settled) {
         (Ok(()), s) => s,
         (Err(h), Ok(())) => Err(h),

@@ -553,10 +553,7 @@ async fn drive(
     let mut pending = engine::Pending::new();
     let result = engine.flow(&wf.flow, "", &mut state, &mut pending).await;
     // Every completion is on disk before the run's outcome is recorded.
-    let result = match (result, engine::settle(&mut pending).await) {
-        (_, Err(store)) => Err(store),
-        (result, Ok(())) => result,
-    };
+    let result = engine::both(result, engine::settle(&mut pending).await);
     let outcome = match result {
         Ok(()) => {
             let outputs: serde_json::Map<String, Value> =

@@ -693,13 +693,11 @@ impl Store for SqliteStore {
                     StepWrite::Start { run, path, step, n, reads, at_ms } => {
                         // An attempt that started and completed within one batch is written as
                         // its final rows at once, rather than inserted and then updated.
-                        if let Some(StepWrite::Complete { run: r, path: p, n: m, .. }) = writes.peek() {
-                            if (r, p, m) == (run, path, n) {
-                                let Some(complete) = writes.next() else { unreachable!() };
-                                let start = Started { step, reads, at_ms: *at_ms };
-                                write_complete(&tx, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
-                                continue;
-                            }
+                        let ends = |c: &&StepWrite| matches!(c, StepWrite::Complete { run: r, path: p, n: m, .. } if (r, p, m) == (run, path, n));
+                        if let Some(complete) = writes.next_if(ends) {
+                            let start = Started { step, reads, at_ms: *at_ms };
+                            write_complete(&tx, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
+                            continue;
                         }
                         write_start(&tx, run, path, step, *n, reads, *at_ms)?
                     }
@@ -913,8 +911,19 @@ fn write_start(
         "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
     )?
     .execute(params![run, path, n, now])?;
+    attempt_started(tx, run, path, step, n, now)
+}
+
+fn attempt_started(
+    tx: &rusqlite::Transaction<'_>,
+    run: &str,
+    path: &str,
+    step: &str,
+    n: i64,
+    at_ms: i64,
+) -> Result<()> {
     tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)")?
-        .execute(params![run, now, serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()])?;
+        .execute(params![run, at_ms, serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()])?;
     Ok(())
 }
 
@@ -988,14 +997,7 @@ fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<S
                  VALUES (?1, ?2, ?3, 'completed', ?4, ?5)",
             )?
             .execute(params![run, path, n, at_ms, now])?;
-            tx.prepare_cached(
-                "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)",
-            )?
-            .execute(params![
-                run,
-                at_ms,
-                serde_json::json!({"path": path, "step": step, "attempt": n}).to_string()
-            ])?;
+            attempt_started(tx, run, path, step, *n, at_ms)?;
         }
         None => {
             tx.prepare_cached(

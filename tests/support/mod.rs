@@ -134,6 +134,15 @@ impl Orchc {
         cmd
     }
 
+    /// Starts `orchc` in the background with its output discarded (a run to be killed).
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("orchc starts")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("orchc runs")
     }
