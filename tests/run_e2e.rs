@@ -988,7 +988,22 @@ fn an_exec_timeout_kills_the_child_with_its_children() {
 }
 
 #[test]
-fn an_exec_child_dies_with_orchc() {
+fn what_a_finished_exec_child_left_running_is_left_alone() {
+    let o = Orchc::new();
+    let (code, v, out) = json_within(&o, &["run", "tests/run/exec.orch", "background"], Duration::from_secs(10));
+    assert_eq!(code, 0, "{}", text(&out));
+    let pid = v["outputs"]["pid"].as_str().unwrap().to_string();
+    // The watchdog of that exec has ended by now and did not kill the group.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(&pid), "the background process {pid} was killed");
+    // SAFETY: a plain kill(2) of the process the test started.
+    unsafe {
+        libc::kill(pid.parse().unwrap(), libc::SIGKILL);
+    }
+}
+
+#[test]
+fn an_exec_child_dies_with_orchc_and_so_do_its_children() {
     let o = Orchc::new();
     let dir = o.dir.path().to_str().unwrap().to_string();
     let mut run = o.command(&["run", "tests/run/exec.orch", "long", "-i", &format!("dir={dir}")]).spawn().unwrap();
@@ -1002,13 +1017,17 @@ fn an_exec_child_dies_with_orchc() {
         assert!(started.elapsed() < Duration::from_secs(20), "the child never started");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(alive(&pid));
+    // Written before `pid`.
+    let grandchild = std::fs::read_to_string(o.dir.path().join("grandchild")).unwrap();
+    assert!(alive(&pid) && alive(&grandchild));
     run.kill().unwrap();
     run.wait().unwrap();
     let killed = std::time::Instant::now();
-    while alive(&pid) {
-        assert!(killed.elapsed() < Duration::from_secs(5), "the exec child {pid} outlived orchc");
-        std::thread::sleep(Duration::from_millis(20));
+    for pid in [pid, grandchild] {
+        while alive(&pid) {
+            assert!(killed.elapsed() < Duration::from_secs(5), "process {pid} outlived orchc");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

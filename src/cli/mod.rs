@@ -55,6 +55,9 @@ pub enum Command {
     Fmt(FmtArgs),
     /// An interactive session.
     Repl(ReplArgs),
+    /// Kills an `exec` child's process group if orchc dies (started by orchc itself).
+    #[command(name = "__watch-group", hide = true)]
+    WatchGroup { pgid: i32 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -205,7 +208,9 @@ pub fn main() -> i32 {
             return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
+    crate::run::watchdog::enable();
     match cli.command {
+        Command::WatchGroup { pgid } => crate::run::watchdog::main(pgid),
         Command::Check(args) => check::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Graph(args) => graph::run(args),

@@ -713,6 +713,8 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     // Kills the child's whole process group (its own children too) when the attempt is dropped
     // before the child is done: a step timeout, or the end of the run.
     let mut group = GroupKill(child.id());
+    // And the same when orchc itself dies.
+    let watch = child.id().and_then(super::watchdog::Watch::start);
     // Fed while stdout and stderr are read: a child that writes as it reads (`cat`) would
     // otherwise fill its output pipe and wait for us while we wait for it.
     if let (Some(pipe), Some(input)) = (child.stdin.take(), stdin) {
@@ -721,6 +723,9 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     let out = child.wait_with_output().await.map_err(|e| StepError::permanent(format!("exec {program}: {e}")))?;
     // Done: whatever the child left running on purpose (with its output elsewhere) is its own.
     group.0 = None;
+    if let Some(watch) = watch {
+        watch.release();
+    }
     // -1 when the child was killed by a signal.
     let code = out.status.code().unwrap_or(-1);
     let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod progress;
 pub mod store;
 pub mod value;
+pub mod watchdog;
 
 use crate::diagnostics::Code;
 use crate::ir::{Program, Type};

@@ -1,0 +1,81 @@
+//! A watchdog for the process group of an `exec` child, so that everything the child started
+//! dies with orchc, even when orchc is killed with SIGKILL and can clean up nothing itself.
+//!
+//! The kernel kills the child when orchc dies (`PR_SET_PDEATHSIG`, see `eval::own_group`), but
+//! not the child's own children. So, for each `exec`, orchc starts itself again as
+//! `orchc __watch-group PGID`, in a process group of its own (a Ctrl-C on the terminal does not
+//! reach it), with a pipe on its stdin. When the child is done, orchc writes one byte and the
+//! watchdog leaves the group alone: what the child left running on purpose is its own. When the
+//! pipe closes without that byte, orchc died or gave up on the child (a timeout), and the watchdog
+//! kills the group.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The orchc binary to start as a watchdog; unset in programs that only link the library (tests,
+/// embedders), where an `exec` child's children are killed on timeouts but not on a crash.
+static ORCHC: OnceLock<PathBuf> = OnceLock::new();
+
+/// Called by the `orchc` binary: `exec` children get a watchdog from now on.
+pub fn enable() {
+    // /proc/self/exe still names this binary after it was replaced or deleted (an upgrade).
+    let me = if cfg!(target_os = "linux") { Ok(PathBuf::from("/proc/self/exe")) } else { std::env::current_exe() };
+    if let Ok(me) = me {
+        let _ = ORCHC.set(me);
+    }
+}
+
+/// `orchc __watch-group PGID`: waits for the release byte or the end of stdin.
+pub fn main(pgid: i32) -> i32 {
+    let mut byte = [0u8; 1];
+    let released = loop {
+        match std::io::stdin().read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => break matches!(read, Ok(1)),
+        }
+    };
+    if !released && pgid > 0 {
+        // SAFETY: a plain kill(2) of the group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    0
+}
+
+/// A started watchdog. Dropped without `release`, it kills the group.
+pub struct Watch {
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Watch {
+    /// Starts a watchdog for the group `pgid`, or none when orchc is not the binary or it cannot be
+    /// started (the step goes on: the child itself still dies with orchc).
+    pub fn start(pgid: u32) -> Option<Watch> {
+        let orchc = ORCHC.get()?;
+        let mut cmd = std::process::Command::new(orchc);
+        cmd.arg("__watch-group").arg(pgid.to_string());
+        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::warn!("cannot start the exec watchdog {}: {e}", orchc.display());
+                return None;
+            }
+        };
+        let stdin = child.stdin.take();
+        // Reaps the watchdog when it ends, so that it never lingers as a zombie.
+        std::thread::spawn(move || child.wait());
+        Some(Watch { stdin })
+    }
+
+    /// The child is done: the watchdog ends and leaves the group alone.
+    pub fn release(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(&[1]);
+        }
+    }
+}
