@@ -489,6 +489,36 @@ fn a_missing_secret_fails_the_run_before_its_first_step() {
 }
 
 #[test]
+fn abort_asks_only_for_the_secrets_of_the_compensations_still_due() {
+    let server = Server::start(|_, _| Reply::json(json!({"id": "slot-7"})));
+    let o = Orchc::new();
+    let config = cfg(&server);
+    let run_args = ["run", "tests/run/abort_secrets.orch", "--config", &config];
+    let both = [&run_args[..], &["--secret", "cleanup_token=c-tok-1", "--secret", "deploy_token=d-tok-2"]].concat();
+    let (code, v, out) = o.json(&both);
+    assert_eq!(code, 3, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap().to_string();
+
+    // Without the compensation's secret, nothing is undone and the run stays as it was.
+    let (code, v, out) = o.json(&["abort", &run]);
+    assert_eq!(code, 2, "{}", text(&out));
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ORCH_SECRET_CLEANUP_TOKEN"), "{v}");
+    assert_eq!(o.show(&run)["status"], "suspended");
+    assert_eq!(server.count("DELETE", "/slots/slot-7"), 0);
+
+    // With it alone, the abort runs the compensation, which sends it.
+    let (code, v, out) = o.json(&["abort", &run, "--secret", "cleanup_token=c-tok-1"]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted");
+    let hits = server.hits();
+    let delete = hits.iter().find(|h| h.method == "DELETE").expect("the compensation ran");
+    assert_eq!(delete.path, "/slots/slot-7");
+    assert!(delete.headers.contains(&("authorization".into(), "Bearer c-tok-1".into())), "{:?}", delete.headers);
+    assert!(!text(&out).contains("c-tok-1") && !o.store_bytes().windows(7).any(|w| w == b"c-tok-1"));
+}
+
+#[test]
 fn a_killed_run_resumes_without_repeating_completed_steps() {
     let (server, release) = vm_server("vm-42");
     let o = Orchc::new();

@@ -140,6 +140,28 @@ pub struct StepDef {
     pub loc: Loc,
 }
 
+impl StepDef {
+    /// The secrets the step reads: in its body or prompt, its parameters' defaults, its `poll`
+    /// condition.
+    pub fn secrets(&self) -> std::collections::BTreeSet<String> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut note = |e: &Expr| {
+            if let ExprKind::Secret(name) = &e.kind {
+                found.insert(name.clone());
+            }
+        };
+        match &self.kind {
+            StepKind::Body(block) => block.each(&mut note),
+            StepKind::Input { prompt } => prompt.iter().for_each(|p| p.each(&mut note)),
+        }
+        self.params.iter().filter_map(|p| p.default.as_ref()).for_each(|d| d.each(&mut note));
+        if let Some(poll) = &self.poll {
+            poll.until.each(&mut note);
+        }
+        found
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StepKind {
     /// A step with a body; the block's result is a record of the outputs.
@@ -292,6 +314,18 @@ pub struct Block {
     pub result: Box<Expr>,
 }
 
+impl Block {
+    /// Calls `f` on every expression of the block, each before the expressions inside it.
+    pub fn each(&self, f: &mut impl FnMut(&Expr)) {
+        for stmt in &self.stmts {
+            match stmt {
+                Stmt::Let { value: e, .. } | Stmt::Expr(e) => e.each(f),
+            }
+        }
+        self.result.each(f);
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     Let { name: String, value: Expr },
@@ -303,6 +337,53 @@ pub struct Expr {
     pub kind: ExprKind,
     pub ty: Type,
     pub loc: Loc,
+}
+
+impl Expr {
+    /// Calls `f` on this expression and every expression inside it, each before those inside it.
+    pub fn each(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match &self.kind {
+            ExprKind::Lit(_)
+            | ExprKind::Local(_)
+            | ExprKind::Config(_)
+            | ExprKind::Secret(_)
+            | ExprKind::Run
+            | ExprKind::EnumValue { .. } => {}
+            ExprKind::Interp(parts) => parts.iter().for_each(|p| {
+                if let InterpPart::Expr(x) = p {
+                    x.each(f)
+                }
+            }),
+            ExprKind::Record(fields) => fields.iter().for_each(|(_, x)| x.each(f)),
+            ExprKind::List(xs) => xs.iter().for_each(|x| x.each(f)),
+            ExprKind::Field(x, _) | ExprKind::Unary(_, x) | ExprKind::As(x, _) => x.each(f),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+                a.each(f);
+                b.each(f)
+            }
+            ExprKind::If { cond, then, otherwise } => {
+                cond.each(f);
+                then.each(f);
+                otherwise.iter().for_each(|o| o.each(f));
+            }
+            ExprKind::For { iter, filter, body, .. } => {
+                iter.each(f);
+                filter.iter().for_each(|x| x.each(f));
+                body.each(f);
+            }
+            ExprKind::With { base, updates } => {
+                base.each(f);
+                updates.iter().for_each(|(_, x)| x.each(f))
+            }
+            ExprKind::NewSubscription { customer, fields, .. } => {
+                customer.each(f);
+                fields.iter().for_each(|(_, x)| x.each(f))
+            }
+            ExprKind::Transition { sub, .. } => sub.each(f),
+            ExprKind::Builtin { args, .. } => args.iter().flatten().for_each(|x| x.each(f)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

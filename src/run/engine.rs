@@ -549,7 +549,7 @@ impl Engine {
     pub async fn compensate(&self) -> Result<Vec<Failure>, Halt> {
         let mut failures = vec![];
         for (path, seq, comp) in self.store.compensations(&self.run_id)? {
-            let cpath = format!("compensate:{path}#{seq}");
+            let cpath = compensation_path(&path, seq);
             if self.done.contains_key(&cpath) {
                 self.store.mark_step(&self.run_id, &path, "compensated")?;
                 continue;
@@ -593,6 +593,11 @@ impl Engine {
         }
         Ok(failures)
     }
+}
+
+/// Where the compensation of one completion of the step at `path` is recorded.
+pub fn compensation_path(path: &str, seq: i64) -> String {
+    format!("compensate:{path}#{seq}")
 }
 
 /// Completions handed to the committer that their chain of steps has not waited for yet.

@@ -89,7 +89,13 @@ pub fn secret_var(name: &str) -> String {
     format!("ORCH_SECRET_{}", name.replace('.', "_").to_uppercase())
 }
 
-fn secret_values(names: &[String], given: &[(String, String)]) -> Result<HashMap<String, String>, String> {
+/// The values of the secrets `names`, from `--secret` or the environment. A missing one is an error
+/// when `required` says it is needed, and is left out otherwise.
+fn secret_values(
+    names: &[String],
+    given: &[(String, String)],
+    required: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     for name in names {
         let v = given
@@ -102,6 +108,7 @@ fn secret_values(names: &[String], given: &[(String, String)]) -> Result<HashMap
             Some(v) => {
                 out.insert(name.clone(), v);
             }
+            None if !required(name) => {}
             None => {
                 return Err(format!("secret `{name}` is not set: set {} or pass --secret {name}=...", secret_var(name)))
             }
@@ -278,7 +285,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let owner = owner_id();
     let secret_names = program.secrets.clone();
-    let secrets = secret_values(&secret_names, &req.secrets);
+    let secrets = secret_values(&secret_names, &req.secrets, |_| true);
     let redactor = Redactor::new(secrets.as_ref().map(|s| s.values().cloned().collect::<Vec<_>>()).unwrap_or_default());
     store.create_run(&NewRun {
         id: run_id.clone(),
@@ -404,7 +411,7 @@ pub async fn resume(
         }
         _ => {}
     }
-    let secret_map = secret_values(&rec.secret_names, secrets).map_err(RunError::Usage)?;
+    let secret_map = secret_values(&rec.secret_names, secrets, |_| true).map_err(RunError::Usage)?;
     if rec.status == "suspended" {
         let path = rec.waiting.clone().unwrap_or_default();
         let step_name = store.steps(&rec.id)?.into_iter().find(|s| s.path == path).map(|s| s.step).unwrap_or_default();
@@ -470,7 +477,7 @@ pub async fn retry(
     if rec.status != "failed" {
         return Err(RunError::Usage(format!("run {} is {}; only a failed run can be retried", rec.id, rec.status)));
     }
-    let secret_map = secret_values(&rec.secret_names, secrets).map_err(RunError::Usage)?;
+    let secret_map = secret_values(&rec.secret_names, secrets, |_| true).map_err(RunError::Usage)?;
     let owner = owner_id();
     take(store.as_ref(), &program, &rec, &owner)?;
     store.set_status(&rec.id, "running", None, None, None)?;
@@ -489,14 +496,26 @@ pub async fn abort(
     if matches!(rec.status.as_str(), "completed" | "aborted") {
         return Err(RunError::Usage(format!("run {} is {}; there is nothing to abort", rec.id, rec.status)));
     }
-    let secret_map = secret_values(&rec.secret_names, secrets).map_err(RunError::Usage)?;
+    // Only the secrets that the compensations still due read must be given: an abort undoes what
+    // was done and need not know what the rest of the workflow would have used. The others are
+    // read when they are set, to hide their values all the same.
+    let done = store.completed_steps(&rec.id)?;
+    let needed: std::collections::BTreeSet<String> = store
+        .compensations(&rec.id)?
+        .into_iter()
+        .filter(|(path, seq, _)| !done.contains_key(&engine::compensation_path(path, *seq)))
+        .filter_map(|(_, _, comp)| comp["step"].as_str().and_then(|s| program.steps.get(s)).map(|s| s.secrets()))
+        .flatten()
+        .collect();
+    let secret_map =
+        secret_values(&rec.secret_names, secrets, |name| needed.contains(name)).map_err(RunError::Usage)?;
     let owner = owner_id();
     claim(store.as_ref(), &rec, &owner)?;
     let ctx = new_ctx(program.clone(), run_value(&rec), stored_configs(&rec), secret_map, &progress);
     let engine = Engine {
         ctx: Arc::new(ctx),
         committer: Committer::new(store.clone(), rec.id.clone(), owner.clone()),
-        done: store.completed_steps(&rec.id)?,
+        done,
         tried: store.attempt_counts(&rec.id)?,
         store: store.clone(),
         run_id: rec.id.clone(),
