@@ -754,6 +754,10 @@ fn deep_step_outputs_are_read_back_and_unreadable_ones_are_an_error() {
     let out = o.run(&["show", &broken]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("error[orch::run::store]"), "{}", text(&out));
+    // `show --json` writes steps as it reads them: the error is the last line, after what was written.
+    let (code, v, out) = o.json(&["show", &broken]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["error"]["code"], "orch::run::store", "{v}");
 }
 
 /// Processes sharing one store wait for each other's writes (the busy timeout) instead of failing

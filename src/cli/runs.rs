@@ -91,48 +91,79 @@ pub fn show(args: ShowArgs) -> i32 {
         Ok(None) => return refuse(&RunError::NotFound(format!("there is no run `{}`", args.run)), args.json),
         Err(e) => return refuse(&e, args.json),
     };
-    let (steps, events) = match (store.steps(&rec.id), store.events(&rec.id)) {
-        (Ok(s), Ok(e)) => (s, e),
-        (Err(e), _) | (_, Err(e)) => return refuse(&e, args.json),
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Steps and events are written as they are read: a long run's records are never in memory
+    // all at once.
+    let mut failed_write = None;
+    let mut note = |written: std::io::Result<()>| match written {
+        Ok(()) => true,
+        Err(e) => {
+            failed_write = Some(e);
+            false
+        }
     };
-    if args.json {
+    let read = if args.json {
         let mut v = run_summary(&rec);
         v["inputs"] = rec.inputs.clone();
         v["env"] = json!(rec.env);
         v["configs"] = rec.configs.clone();
         v["program_hash"] = json!(rec.program_hash);
-        // Steps and events are written one at a time: as one document, a long run's took several
-        // times its size in memory.
         let head = v.to_string();
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = (|| -> std::io::Result<()> {
-            write!(out, "{},\"steps\":[", head.strip_suffix('}').unwrap_or(&head))?;
-            for (i, s) in steps.iter().enumerate() {
-                write!(out, "{}{}", if i > 0 { "," } else { "" }, step_json(s))?;
-            }
-            write!(out, "],\"events\":[")?;
-            for (i, e) in events.iter().enumerate() {
-                let e = json!({"seq": e.seq, "at": time_of(e.at_ms), "kind": e.kind, "detail": e.detail});
-                write!(out, "{}{e}", if i > 0 { "," } else { "" })?;
-            }
-            writeln!(out, "]}}")?;
-            out.flush()
-        })();
-        return if written.is_ok() { exit::OK } else { exit::FAILED };
+        let mut first = true;
+        note(write!(out, "{},\"steps\":[", head.strip_suffix('}').unwrap_or(&head)));
+        store
+            .each_step(&rec.id, &mut |s| {
+                let comma = if std::mem::take(&mut first) { "" } else { "," };
+                note(write!(out, "{comma}{}", step_json(&s)))
+            })
+            .and_then(|()| {
+                first = true;
+                note(write!(out, "],\"events\":["));
+                store.each_event(&rec.id, &mut |e| {
+                    let comma = if std::mem::take(&mut first) { "" } else { "," };
+                    let e = json!({"seq": e.seq, "at": time_of(e.at_ms), "kind": e.kind, "detail": e.detail});
+                    note(write!(out, "{comma}{e}"))
+                })
+            })
+            .map(|()| note(writeln!(out, "]}}")))
+    } else {
+        show_timeline(&mut out, &rec, store.as_ref(), &mut note)
+    };
+    if let Err(e) = read {
+        // What was written stays incomplete; the error follows on lines of its own.
+        let _ = writeln!(out).and_then(|()| out.flush());
+        return refuse(&e, args.json);
     }
-    println!("run {}  workflow {}  status {}", rec.id, rec.workflow, rec.status);
-    println!("started {}  program {}", time_of(rec.created_ms), &rec.program_hash[..12.min(rec.program_hash.len())]);
+    if failed_write.is_some() || out.flush().is_err() {
+        return exit::FAILED;
+    }
+    exit::OK
+}
+
+/// The human form of `show`: a timeline of the run's steps and attempts.
+fn show_timeline(
+    out: &mut impl Write,
+    rec: &RunRecord,
+    store: &dyn crate::run::store::Store,
+    note: &mut impl FnMut(std::io::Result<()>) -> bool,
+) -> Result<bool, RunError> {
+    note(writeln!(out, "run {}  workflow {}  status {}", rec.id, rec.workflow, rec.status));
+    note(writeln!(
+        out,
+        "started {}  program {}",
+        time_of(rec.created_ms),
+        &rec.program_hash[..12.min(rec.program_hash.len())]
+    ));
     if let Some(env) = &rec.env {
-        println!("environment {env}");
+        note(writeln!(out, "environment {env}"));
     }
-    println!("inputs {}", rec.inputs);
-    for s in &steps {
-        println!();
-        println!("{:<12} {}  [{}]  {}", s.status, s.step, s.path, took(s.started_ms, s.finished_ms));
+    note(writeln!(out, "inputs {}", rec.inputs));
+    store.each_step(&rec.id, &mut |s| {
+        let mut text = format!("\n{:<12} {}  [{}]  {}\n", s.status, s.step, s.path, took(s.started_ms, s.finished_ms));
         for a in &s.attempts {
             let err = a.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
-            println!(
-                "    attempt {}  {:<10} {}  {}{err}",
+            text += &format!(
+                "    attempt {}  {:<10} {}  {}{err}\n",
                 a.n,
                 a.status,
                 time_of(a.started_ms),
@@ -140,18 +171,23 @@ pub fn show(args: ShowArgs) -> i32 {
             );
         }
         if let Some(o) = &s.outputs {
-            println!("    outputs {o}");
+            text += &format!("    outputs {o}\n");
         }
-    }
-    println!();
+        note(out.write_all(text.as_bytes()))
+    })?;
+    note(writeln!(out));
     match rec.status.as_str() {
-        "completed" => println!("outputs {}", rec.outputs.unwrap_or(Value::Null)),
-        "failed" | "aborted" => println!("error {}", rec.error.unwrap_or(Value::Null)),
-        "suspended" => println!("waiting at {}", rec.waiting.unwrap_or_default()),
-        _ => {}
-    }
-    println!("{} events in the audit log (show --json lists them)", events.len());
-    exit::OK
+        "completed" => note(writeln!(out, "outputs {}", rec.outputs.clone().unwrap_or(Value::Null))),
+        "failed" | "aborted" => note(writeln!(out, "error {}", rec.error.clone().unwrap_or(Value::Null))),
+        "suspended" => note(writeln!(out, "waiting at {}", rec.waiting.clone().unwrap_or_default())),
+        _ => true,
+    };
+    let mut events = 0;
+    store.each_event(&rec.id, &mut |_| {
+        events += 1;
+        true
+    })?;
+    Ok(note(writeln!(out, "{events} events in the audit log (show --json lists them)")))
 }
 
 pub fn subscriptions(args: ListArgs) -> i32 {

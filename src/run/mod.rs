@@ -414,7 +414,13 @@ pub async fn resume(
     let secret_map = secret_values(&rec.secret_names, secrets, |_| true).map_err(RunError::Usage)?;
     if rec.status == "suspended" {
         let path = rec.waiting.clone().unwrap_or_default();
-        let step_name = store.steps(&rec.id)?.into_iter().find(|s| s.path == path).map(|s| s.step).unwrap_or_default();
+        let mut step_name = String::new();
+        store.each_step(&rec.id, &mut |s| {
+            if s.path == path {
+                step_name = s.step;
+            }
+            step_name.is_empty()
+        })?;
         let Some(step) = program.steps.get(&step_name) else {
             return Err(RunError::Store(format!("run {} waits on `{path}`, which its program does not have", rec.id)));
         };

@@ -199,14 +199,17 @@ pub trait Store: Send + Sync {
     /// Marks a completed step `compensating` (its compensation started: its outputs may be undone
     /// in part) or `compensated`.
     fn mark_step(&self, run: &str, path: &str, status: &str) -> Result<()>;
-    fn steps(&self, run: &str) -> Result<Vec<StepRecord>>;
+    /// Hands each step execution of a run to `f`, in order of start, until `f` returns false. One
+    /// at a time: a run of many steps is never held in memory whole.
+    fn each_step(&self, run: &str, f: &mut dyn FnMut(StepRecord) -> bool) -> Result<()>;
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
     fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>>;
     /// Locks a subscription for a run; `Err(holder)` when another run holds it.
     fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>>;
     fn release_locks(&self, run: &str) -> Result<()>;
     fn event(&self, run: &str, kind: &str, detail: &Value) -> Result<()>;
-    fn events(&self, run: &str) -> Result<Vec<EventRecord>>;
+    /// Hands each event of a run's audit log to `f`, oldest first, until `f` returns false.
+    fn each_event(&self, run: &str, f: &mut dyn FnMut(EventRecord) -> bool) -> Result<()>;
 }
 
 pub fn now_ms() -> i64 {
@@ -778,46 +781,44 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn steps(&self, run: &str) -> Result<Vec<StepRecord>> {
+    fn each_step(&self, run: &str, f: &mut dyn FnMut(StepRecord) -> bool) -> Result<()> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut steps = conn.prepare(
             "SELECT path, step, status, reads, outputs, error, started_ms, finished_ms FROM steps WHERE run_id = ?1 ORDER BY started_ms, rowid",
         )?;
-        let mut steps: Vec<StepRecord> = stmt
-            .query_map(params![run], |r| {
-                let path: String = r.get(0)?;
-                let col =
-                    |i: usize, name: &str| json_col(r.get(i)?, || format!("run {run}: the {name} of step `{path}`"));
-                Ok(StepRecord {
-                    step: r.get(1)?,
-                    status: r.get(2)?,
-                    reads: col(3, "inputs")?.unwrap_or(Value::Null),
-                    outputs: col(4, "outputs")?,
-                    error: r.get(5)?,
-                    started_ms: r.get(6)?,
-                    finished_ms: r.get(7)?,
-                    attempts: vec![],
-                    path,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut stmt = conn.prepare(
+        let mut attempts = conn.prepare(
             "SELECT n, status, error, started_ms, finished_ms FROM attempts WHERE run_id = ?1 AND path = ?2 ORDER BY n",
         )?;
-        for s in &mut steps {
-            s.attempts = stmt
-                .query_map(params![run, s.path], |r| {
-                    Ok(AttemptRecord {
-                        n: r.get(0)?,
-                        status: r.get(1)?,
-                        error: r.get(2)?,
-                        started_ms: r.get(3)?,
-                        finished_ms: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+        let mut rows = steps.query(params![run])?;
+        while let Some(r) = rows.next()? {
+            let path: String = r.get(0)?;
+            let col = |i: usize, name: &str| json_col(r.get(i)?, || format!("run {run}: the {name} of step `{path}`"));
+            let step = StepRecord {
+                step: r.get(1)?,
+                status: r.get(2)?,
+                reads: col(3, "inputs")?.unwrap_or(Value::Null),
+                outputs: col(4, "outputs")?,
+                error: r.get(5)?,
+                started_ms: r.get(6)?,
+                finished_ms: r.get(7)?,
+                attempts: attempts
+                    .query_map(params![run, path], |r| {
+                        Ok(AttemptRecord {
+                            n: r.get(0)?,
+                            status: r.get(1)?,
+                            error: r.get(2)?,
+                            started_ms: r.get(3)?,
+                            finished_ms: r.get(4)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?,
+                path,
+            };
+            if !f(step) {
+                break;
+            }
         }
-        Ok(steps)
+        Ok(())
     }
 
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>> {
@@ -873,23 +874,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn events(&self, run: &str) -> Result<Vec<EventRecord>> {
+    fn each_event(&self, run: &str, f: &mut dyn FnMut(EventRecord) -> bool) -> Result<()> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT seq, run_id, at_ms, kind, detail FROM events WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt
-            .query_map(params![run], |r| {
-                let seq: i64 = r.get(0)?;
-                Ok(EventRecord {
-                    run_id: r.get(1)?,
-                    at_ms: r.get(2)?,
-                    kind: r.get(3)?,
-                    detail: json_col(r.get(4)?, || format!("run {run}: event {seq}"))?.unwrap_or(Value::Null),
-                    seq,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let mut rows = stmt.query(params![run])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let event = EventRecord {
+                run_id: r.get(1)?,
+                at_ms: r.get(2)?,
+                kind: r.get(3)?,
+                detail: json_col(r.get(4)?, || format!("run {run}: event {seq}"))?.unwrap_or(Value::Null),
+                seq,
+            };
+            if !f(event) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
