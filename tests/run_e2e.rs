@@ -1295,6 +1295,9 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
 
     // The refused run (if it was stored) cannot run past the lock: retry is refused, naming the holder.
     if let Some(refused) = &refused {
+        let owner: Option<String> =
+            conn.query_row("SELECT owner FROM runs WHERE id = ?1", [refused], |r| r.get(0)).unwrap();
+        assert_eq!(owner, None, "the refused process let go of its run");
         let (code, v, out) = o.json(&["retry", refused]);
         assert_eq!(code, 2, "{}", text(&out));
         assert_eq!(v["error"]["code"], "orch::run::subscription_locked", "{v}");

@@ -301,8 +301,9 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
     for id in &subscriptions {
         if let Err(holder) = store.lock_subscription(id, &run_id)? {
             let error = json!({ "code": Code::RunSubscriptionLocked.as_str(), "message": format!("subscription {id} is locked by run {holder}") });
-            store.set_status(&run_id, "failed", None, Some(&error), None)?;
+            // The locks taken so far go; the run is left failed and free for a later `retry`.
             store.release_locks(&run_id)?;
+            store.end(&run_id, &owner, "failed", None, Some(&error), None)?;
             return Err(RunError::Locked(format!("subscription {id} is locked by run {holder}")));
         }
     }

@@ -177,7 +177,6 @@ pub trait Store: Send + Sync {
         error: Option<&Value>,
         waiting: Option<&str>,
     ) -> Result<()>;
-    /// The outputs of a completed step execution.
     /// The outputs of every completed step execution of a run, by path.
     fn completed_steps(&self, run: &str) -> Result<std::collections::HashMap<String, Value>>;
     /// Writes attempt starts and step completions, in order, in one transaction: durable
