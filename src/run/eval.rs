@@ -444,8 +444,10 @@ async fn builtin(
     let arg_ty = |i: usize| args.get(i).and_then(|a| a.as_ref()).map(|a| a.ty.clone()).unwrap_or(Type::Json);
     let s = |i: usize| str_arg(&vals[i]);
     Ok(match func {
-        Builtin::Http(method) => http(ctx, method, &vals).await?,
-        Builtin::Exec => exec(ctx, &vals).await?,
+        // Boxed: inline, these large futures would make every `eval` future (boxed for the
+        // recursion) as large, above the sizes the allocator serves from its fast per-thread cache.
+        Builtin::Http(method) => http(ctx, method, &vals).boxed().await?,
+        Builtin::Exec => exec(ctx, &vals).boxed().await?,
         Builtin::Sleep => {
             let ms = vals[0].as_ref().and_then(Value::as_u64).unwrap_or(0);
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
