@@ -219,6 +219,49 @@ fn for_results_keep_element_order_and_parallel_branches_merge() {
     assert!(spread < Duration::from_millis(140), "iterations started {spread:?} apart");
 }
 
+#[test]
+fn for_iterations_read_the_state_they_need() {
+    let o = Orchc::new();
+    let run = |extra: &[&str]| {
+        let args = [&["run", "tests/run/for_state.orch", "batch", "-i", "items=[1, 2, 3]"][..], extra].concat();
+        let state =
+            ["-i", "prefix=p", "-i", "region=eu", "-i", r#"tags=["a", "b"]"#, "-i", "threshold=2", "-i", "zone=z9"];
+        o.json(&[&args[..], &state[..]].concat())
+    };
+    let (code, v, out) = run(&[]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(
+        v["outputs"],
+        json!({
+            "label": ["p-1", "p-2", "p-3"],
+            "mark": [["a1", "b1"], ["a2", "b2"], ["a3", "b3"]],
+            "full": ["eu/1", "eu/2", "eu/3"],
+            "note": [null, null, "noted 3"],
+            "checked": [1, 2, 3],
+        })
+    );
+
+    let (code, v, out) = run(&["-i", "fail_at=3"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    let steps = o.show(v["run_id"].as_str().unwrap())["steps"].clone();
+    let mut released: Vec<Value> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "release")
+        .map(|s| {
+            assert_eq!(s["status"], "completed", "{s}");
+            s["inputs"].clone()
+        })
+        .collect();
+    released.sort_by_key(|r| r["slot"].as_str().unwrap().to_string());
+    assert_eq!(
+        released,
+        [1, 2, 3].map(|i| json!({"slot": format!("slot-{i}"), "zone": "z9"})),
+        "every reservation is released in the zone of the state"
+    );
+}
+
 /// The stand-in for `tests/run/fan_out.orch`: `/item/<i>` answers `got-<i>` after `delay`, and
 /// counts the requests in flight at once (the most of them in `most`). `/item/<gated>` waits
 /// until `release` is set.

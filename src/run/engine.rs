@@ -128,17 +128,26 @@ impl Engine {
                         other => vec![other],
                     };
                     settle(pending).await?;
-                    let mut results = self.iterations(id, var, xs, *limit, body, prefix, state).await;
+                    // Each iteration starts from the keys its body can read, not from the whole
+                    // state: a `for` over a list in the state would otherwise copy that list into
+                    // every iteration (quadratic in time and memory).
+                    let mut read = std::collections::HashSet::new();
+                    keys_read(&self.ctx.program, body, &mut read);
+                    let base: State = state
+                        .iter()
+                        .filter(|(k, _)| read.contains(k.as_str()) && *k != var)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    let mut results = self.iterations(id, var, xs, *limit, body, prefix, &base, collects).await;
                     results.sort_by_key(|(i, _, _)| *i);
-                    let results = results.into_iter().map(|(_, r, st)| (r, st));
                     let mut lists: IndexMap<String, Vec<Value>> =
-                        collects.iter().map(|k| (k.clone(), vec![])).collect();
+                        collects.iter().map(|k| (k.clone(), Vec::with_capacity(results.len()))).collect();
                     let mut halt = None;
-                    for (r, st) in results {
+                    for (_, r, collected) in results {
                         match r {
                             Ok(()) => {
-                                for (k, list) in lists.iter_mut() {
-                                    list.push(st.get(k).cloned().unwrap_or(Value::Null));
+                                for ((_, list), v) in lists.iter_mut().zip(collected) {
+                                    list.push(v);
                                 }
                             }
                             Err(h) => halt = Some(worse(halt, h)),
@@ -158,8 +167,8 @@ impl Engine {
     }
 
     /// Runs a `for`'s iterations, at most `limit` at a time, each from `state` with its element
-    /// as `var`; gives each one's outcome and state. Unordered, so that a slow iteration does not
-    /// hold the slots of the ones after it.
+    /// as `var`; gives each one's outcome and the values it left in the keys of `collects`.
+    /// Unordered, so that a slow iteration does not hold the slots of the ones after it.
     ///
     /// An iteration's slot is free once its body has run: its last completions are made durable
     /// while the next iterations run (they cannot read them). At most `2 * limit` iterations are
@@ -175,7 +184,8 @@ impl Engine {
         body: &Flow,
         prefix: &str,
         state: &State,
-    ) -> Vec<(usize, Result<(), Halt>, State)> {
+        collects: &[String],
+    ) -> Vec<(usize, Result<(), Halt>, Vec<Value>)> {
         let limit = limit.max(1) as usize;
         let mut elements = xs.into_iter().enumerate();
         let mut running = FuturesUnordered::new();
@@ -194,10 +204,12 @@ impl Engine {
                 });
             }
             tokio::select! {
-                Some((i, r, st, mut own)) = running.next(), if !running.is_empty() => {
+                Some((i, r, mut st, mut own)) = running.next(), if !running.is_empty() => {
+                    let collected: Vec<Value> =
+                        collects.iter().map(|k| st.swap_remove(k).unwrap_or(Value::Null)).collect();
                     committing.push(async move {
                         let r = both(r, settle(&mut own).await);
-                        (i, r, st)
+                        (i, r, collected)
                     });
                 }
                 Some(done) = committing.next(), if !committing.is_empty() => results.push(done),
@@ -370,12 +382,9 @@ impl Engine {
                         StepKind::Body(_) => self.attempts(step, &path, &args, &reads).await?,
                     };
                     let outputs = self.ctx.redactor.value(&outputs);
+                    let out = writes(c, &outputs);
                     let compensation = match &step.compensate {
-                        Some(comp) => {
-                            let mut after = state.clone();
-                            after.extend(writes(c, &outputs));
-                            Some(self.compensation(comp, &after).await.map_err(|e| fail(name, e))?)
-                        }
+                        Some(comp) => Some(self.compensation(comp, &out, state).await.map_err(|e| fail(name, e))?),
                         None => None,
                     };
                     let subs: Vec<Value> = step
@@ -384,7 +393,6 @@ impl Engine {
                         .filter(|(_, t)| matches!(t.unwrap_optional(), Type::Product { .. }))
                         .filter_map(|(k, _)| outputs.get(k).filter(|v| v.is_object()).cloned())
                         .collect();
-                    let out = writes(c, &outputs);
                     pending.push(self.committer.send(StepWrite::Complete {
                         run: self.run_id.clone(),
                         path,
@@ -403,13 +411,15 @@ impl Engine {
     }
 
     /// The compensating step and its arguments, read by name from the state right after the step.
-    async fn compensation(&self, comp: &str, after: &State) -> Result<Value, StepError> {
+    async fn compensation(&self, comp: &str, writes: &[(String, Value)], state: &State) -> Result<Value, StepError> {
+        // The state as it is right after the step: what the step wrote, then the rest.
+        let after = |k: &str| writes.iter().rev().find(|(w, _)| w == k).map(|(_, v)| v).or_else(|| state.get(k));
         let Some(cstep) = self.ctx.program.steps.get(comp) else {
             return Err(StepError::permanent(format!("unknown step `{comp}`")));
         };
         let mut args = serde_json::Map::new();
         for p in &cstep.params {
-            let v = match after.get(&p.name) {
+            let v = match after(&p.name) {
                 Some(v) if !v.is_null() => v.clone(),
                 _ => match &p.default {
                     Some(d) => eval::eval(&self.ctx, &mut Locals::default(), d).await?,
@@ -617,6 +627,55 @@ pub fn both(r: Result<(), Halt>, settled: Result<(), Halt>) -> Result<(), Halt> 
         (Ok(()), s) => s,
         (Err(h), Ok(())) => Err(h),
         (Err(h), Err(s)) => Err(worse(Some(h), s)),
+    }
+}
+
+/// Adds the state keys that running `f` may read: its calls' arguments, the names in its
+/// conditions, lists and argument expressions, and the parameters of the compensations of its
+/// steps (read from the state right after the step). Names bound inside expressions may be added
+/// too; that only copies a key that is not needed.
+fn keys_read(program: &crate::ir::Program, f: &Flow, into: &mut std::collections::HashSet<String>) {
+    fn names(e: &crate::ir::Expr, into: &mut std::collections::HashSet<String>) {
+        e.each(&mut |x| {
+            if let crate::ir::ExprKind::Local(name) = &x.kind {
+                into.insert(name.clone());
+            }
+        })
+    }
+    let mut calls: Vec<&Call> = vec![];
+    match f {
+        Flow::Call(c) => calls.push(c),
+        Flow::Graph { nodes, .. } => calls.extend(nodes),
+        Flow::If { cond, .. } => names(cond, into),
+        Flow::For { iter, .. } => names(iter, into),
+        Flow::Seq { .. } | Flow::Par { .. } => {}
+    }
+    for c in calls {
+        for (_, src) in &c.args {
+            match src {
+                ArgSource::Key(k) | ArgSource::KeyOrDefault(k) => {
+                    into.insert(k.clone());
+                }
+                ArgSource::Expr(e) => names(e, into),
+                ArgSource::Default => {}
+            }
+        }
+        let compensation = match &c.target {
+            CallTarget::Step(s) => program.steps.get(s).and_then(|s| s.compensate.as_ref()),
+            CallTarget::Workflow(_) => None,
+        };
+        if let Some(comp) = compensation.and_then(|name| program.steps.get(name)) {
+            into.extend(comp.params.iter().map(|p| p.name.clone()));
+        }
+    }
+    match f {
+        Flow::Seq { items: fs, .. } | Flow::Par { branches: fs, .. } => fs.iter().for_each(|f| keys_read(program, f, into)),
+        Flow::If { then, otherwise, .. } => {
+            keys_read(program, then, into);
+            otherwise.iter().for_each(|o| keys_read(program, o, into));
+        }
+        Flow::For { body, .. } => keys_read(program, body, into),
+        Flow::Call(_) | Flow::Graph { .. } => {}
     }
 }
 
