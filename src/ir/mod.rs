@@ -316,7 +316,7 @@ pub struct Block {
 
 impl Block {
     /// Calls `f` on every expression of the block, each before the expressions inside it.
-    pub fn each(&self, f: &mut impl FnMut(&Expr)) {
+    pub fn each<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
         for stmt in &self.stmts {
             match stmt {
                 Stmt::Let { value: e, .. } | Stmt::Expr(e) => e.each(f),
@@ -340,8 +340,19 @@ pub struct Expr {
 }
 
 impl Expr {
+    /// The names it reads (`Local`): parameters, state keys, and names bound inside it.
+    pub fn names(&self) -> std::collections::HashSet<&str> {
+        let mut names = std::collections::HashSet::new();
+        self.each(&mut |x| {
+            if let ExprKind::Local(name) = &x.kind {
+                names.insert(name.as_str());
+            }
+        });
+        names
+    }
+
     /// Calls `f` on this expression and every expression inside it, each before those inside it.
-    pub fn each(&self, f: &mut impl FnMut(&Expr)) {
+    pub fn each<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
         f(self);
         match &self.kind {
             ExprKind::Lit(_)

@@ -281,7 +281,7 @@ impl Engine {
 
     /// An expression over the state (an `if` condition, a `for` list, an explicit argument).
     async fn flow_expr(&self, e: &crate::ir::Expr, state: &State) -> Result<Value, Halt> {
-        let mut locals = Locals::new(state.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut locals = locals_for(e, state);
         eval::eval(&self.ctx, &mut locals, e)
             .await
             .map_err(|error| Halt::Failed(Failure { path: String::new(), step: "(flow)".into(), attempt: 0, error }))
@@ -306,7 +306,7 @@ impl Engine {
             let v = match src {
                 ArgSource::Key(k) => state.get(k).cloned().unwrap_or(Value::Null),
                 ArgSource::Expr(e) => {
-                    let mut locals = Locals::new(state.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let mut locals = locals_for(e, state);
                     eval::eval(&self.ctx, &mut locals, e).await?
                 }
                 ArgSource::Default => default().await?,
@@ -630,17 +630,20 @@ pub fn both(r: Result<(), Halt>, settled: Result<(), Halt>) -> Result<(), Halt> 
     }
 }
 
+/// The state keys an expression over the state names, as its locals: copying the whole state for
+/// each condition or argument would copy every large value in it each time.
+fn locals_for(e: &crate::ir::Expr, state: &State) -> Locals {
+    let names = e.names();
+    Locals::new(state.iter().filter(|(k, _)| names.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())))
+}
+
 /// Adds the state keys that running `f` may read: its calls' arguments, the names in its
 /// conditions, lists and argument expressions, and the parameters of the compensations of its
 /// steps (read from the state right after the step). Names bound inside expressions may be added
 /// too; that only copies a key that is not needed.
 fn keys_read(program: &crate::ir::Program, f: &Flow, into: &mut std::collections::HashSet<String>) {
     fn names(e: &crate::ir::Expr, into: &mut std::collections::HashSet<String>) {
-        e.each(&mut |x| {
-            if let crate::ir::ExprKind::Local(name) = &x.kind {
-                into.insert(name.clone());
-            }
-        })
+        into.extend(e.names().into_iter().map(str::to_string));
     }
     let mut calls: Vec<&Call> = vec![];
     match f {
@@ -669,7 +672,9 @@ fn keys_read(program: &crate::ir::Program, f: &Flow, into: &mut std::collections
         }
     }
     match f {
-        Flow::Seq { items: fs, .. } | Flow::Par { branches: fs, .. } => fs.iter().for_each(|f| keys_read(program, f, into)),
+        Flow::Seq { items: fs, .. } | Flow::Par { branches: fs, .. } => {
+            fs.iter().for_each(|f| keys_read(program, f, into))
+        }
         Flow::If { then, otherwise, .. } => {
             keys_read(program, then, into);
             otherwise.iter().for_each(|o| keys_read(program, o, into));
