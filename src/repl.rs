@@ -434,11 +434,14 @@ impl Session {
             list("lifecycles", p.lifecycles.keys().collect(), &mut out);
         }
         if let Some(store) = &self.store {
-            for r in store.runs().unwrap_or_default().iter().filter(|r| self.runs.contains(&r.id)) {
-                let shown =
-                    r.workflow.strip_prefix("__repl_step_").map_or(r.workflow.clone(), |s| format!(":step {s}"));
-                out.push_str(&format!("run {} {} {}\n", r.id, shown, r.status));
-            }
+            let _ = store.each_run(&mut |r| {
+                if self.runs.contains(&r.id) {
+                    let shown =
+                        r.workflow.strip_prefix("__repl_step_").map_or(r.workflow.clone(), |s| format!(":step {s}"));
+                    out.push_str(&format!("run {} {} {}\n", r.id, shown, r.status));
+                }
+                true
+            });
         }
         out.push_str(&format!(
             "store: {}\n",

@@ -5,7 +5,7 @@ use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
 use crate::run::error::RunError;
 use crate::run::progress::human;
 use crate::run::store::Access;
-use crate::run::store::{RunRecord, StepRecord};
+use crate::run::store::{RunRecord, RunSummary, StepRecord};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -27,39 +27,57 @@ pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, json_out),
     };
-    let runs = match store.as_ref().map_or(Ok(vec![]), |s| s.runs()) {
-        Ok(r) => r,
-        Err(e) => return refuse(&e, json_out),
-    };
-    if json_out {
-        let list: Vec<Value> = runs.iter().map(run_summary).collect();
-        println!("{}", Value::Array(list));
-        return exit::OK;
+    // Written as they are read: a store of many runs is never in memory whole.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut count = 0;
+    let mut written = Ok(());
+    let read = store.as_ref().map_or(Ok(()), |s| {
+        s.each_run(&mut |r| {
+            let line = if json_out {
+                format!("{}{}", if count == 0 { "[" } else { "," }, run_summary(&r))
+            } else {
+                let head = if count == 0 {
+                    format!("{:<14} {:<24} {:<10} {:<26} TOOK\n", "RUN", "WORKFLOW", "STATUS", "STARTED")
+                } else {
+                    String::new()
+                };
+                let end = (r.status != "running").then_some(r.updated_ms);
+                format!(
+                    "{head}{:<14} {:<24} {:<10} {:<26} {}\n",
+                    r.id,
+                    r.workflow,
+                    r.status,
+                    time_of(r.created_ms),
+                    took(r.created_ms, end)
+                )
+            };
+            count += 1;
+            written = out.write_all(line.as_bytes());
+            written.is_ok()
+        })
+    });
+    if let Err(e) = read {
+        let _ = writeln!(out).and_then(|()| out.flush());
+        return refuse(&e, json_out);
     }
-    if runs.is_empty() {
-        let path = super::run::db_path(&args);
-        match store {
-            Some(_) => println!("no runs in {}", path.display()),
-            None => println!("no runs: there is no store at {} yet", path.display()),
-        }
-        return exit::OK;
+    if written.is_ok() {
+        written = match (json_out, count, &store) {
+            (true, 0, _) => writeln!(out, "[]"),
+            (true, _, _) => writeln!(out, "]"),
+            (false, 0, Some(_)) => writeln!(out, "no runs in {}", super::run::db_path(&args).display()),
+            (false, 0, None) => {
+                writeln!(out, "no runs: there is no store at {} yet", super::run::db_path(&args).display())
+            }
+            (false, _, _) => Ok(()),
+        };
     }
-    println!("{:<14} {:<24} {:<10} {:<26} TOOK", "RUN", "WORKFLOW", "STATUS", "STARTED");
-    for r in &runs {
-        let end = (r.status != "running").then_some(r.updated_ms);
-        println!(
-            "{:<14} {:<24} {:<10} {:<26} {}",
-            r.id,
-            r.workflow,
-            r.status,
-            time_of(r.created_ms),
-            took(r.created_ms, end)
-        );
+    if written.and_then(|()| out.flush()).is_err() {
+        return exit::FAILED;
     }
     exit::OK
 }
 
-fn run_summary(r: &RunRecord) -> Value {
+fn run_summary(r: &RunSummary) -> Value {
     json!({
         "run_id": r.id, "workflow": r.workflow, "status": r.status,
         "created": time_of(r.created_ms), "updated": time_of(r.updated_ms),
@@ -103,7 +121,7 @@ pub fn show(args: ShowArgs) -> i32 {
         }
     };
     let read = if args.json {
-        let mut v = run_summary(&rec);
+        let mut v = run_summary(&rec.summary());
         v["inputs"] = rec.inputs.clone();
         v["env"] = json!(rec.env);
         v["configs"] = rec.configs.clone();

@@ -33,6 +33,32 @@ pub struct RunRecord {
     pub waiting: Option<String>,
 }
 
+impl RunRecord {
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            id: self.id.clone(),
+            workflow: self.workflow.clone(),
+            status: self.status.clone(),
+            outputs: self.outputs.clone(),
+            error: self.error.clone(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+        }
+    }
+}
+
+/// A run as `orchc runs` lists it.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub id: String,
+    pub workflow: String,
+    pub status: String,
+    pub outputs: Option<Value>,
+    pub error: Option<Value>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewRun {
     pub id: String,
@@ -142,7 +168,9 @@ pub trait Store: Send + Sync {
     fn create_run(&self, run: &NewRun) -> Result<()>;
     /// A run by id or unique id prefix.
     fn run(&self, id: &str) -> Result<Option<RunRecord>>;
-    fn runs(&self) -> Result<Vec<RunRecord>>;
+    /// Hands each run to `f`, oldest first, until `f` returns false; without its program, inputs
+    /// and configs, so that listing many runs never loads their programs.
+    fn each_run(&self, f: &mut dyn FnMut(RunSummary) -> bool) -> Result<()>;
     fn set_status(
         &self,
         id: &str,
@@ -565,11 +593,29 @@ impl Store for SqliteStore {
         }
     }
 
-    fn runs(&self) -> Result<Vec<RunRecord>> {
+    fn each_run(&self, f: &mut dyn FnMut(RunSummary) -> bool) -> Result<()> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_ms, id"))?;
-        let rows = stmt.query_map([], run_from_row)?.collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let mut stmt = conn.prepare(
+            "SELECT id, workflow, status, outputs, error, created_ms, updated_ms FROM runs ORDER BY created_ms, id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let col = |i: usize, name: &str| json_col(r.get(i)?, || format!("run {id}: its {name}"));
+            let run = RunSummary {
+                workflow: r.get(1)?,
+                status: r.get(2)?,
+                outputs: col(3, "outputs")?,
+                error: col(4, "error")?,
+                created_ms: r.get(5)?,
+                updated_ms: r.get(6)?,
+                id,
+            };
+            if !f(run) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn set_status(
