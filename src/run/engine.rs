@@ -256,8 +256,16 @@ impl Engine {
                     let ready = edges.iter().filter(|(_, b)| *b == i).all(|(a, _)| done[*a]);
                     if !started[i] && ready {
                         started[i] = true;
-                        let snapshot = state.clone();
                         let node = &nodes[i];
+                        // What the node reads, as the state is when it starts (others go on
+                        // writing to the state while it runs).
+                        let mut read = std::collections::HashSet::new();
+                        call_keys(&self.ctx.program, node, &mut read);
+                        let snapshot: State = state
+                            .iter()
+                            .filter(|(k, _)| read.contains(k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                         running.push(async move {
                             let mut own = Pending::new();
                             let r = self.call(node, prefix, &snapshot, &mut own).await;
@@ -642,46 +650,46 @@ fn locals_for(e: &crate::ir::Expr, state: &State) -> Locals {
 /// steps (read from the state right after the step). Names bound inside expressions may be added
 /// too; that only copies a key that is not needed.
 fn keys_read(program: &crate::ir::Program, f: &Flow, into: &mut std::collections::HashSet<String>) {
-    fn names(e: &crate::ir::Expr, into: &mut std::collections::HashSet<String>) {
-        into.extend(e.names().into_iter().map(str::to_string));
-    }
-    let mut calls: Vec<&Call> = vec![];
     match f {
-        Flow::Call(c) => calls.push(c),
-        Flow::Graph { nodes, .. } => calls.extend(nodes),
-        Flow::If { cond, .. } => names(cond, into),
-        Flow::For { iter, .. } => names(iter, into),
-        Flow::Seq { .. } | Flow::Par { .. } => {}
-    }
-    for c in calls {
-        for (_, src) in &c.args {
-            match src {
-                ArgSource::Key(k) | ArgSource::KeyOrDefault(k) => {
-                    into.insert(k.clone());
-                }
-                ArgSource::Expr(e) => names(e, into),
-                ArgSource::Default => {}
-            }
-        }
-        let compensation = match &c.target {
-            CallTarget::Step(s) => program.steps.get(s).and_then(|s| s.compensate.as_ref()),
-            CallTarget::Workflow(_) => None,
-        };
-        if let Some(comp) = compensation.and_then(|name| program.steps.get(name)) {
-            into.extend(comp.params.iter().map(|p| p.name.clone()));
-        }
-    }
-    match f {
+        Flow::Call(c) => call_keys(program, c, into),
+        Flow::Graph { nodes, .. } => nodes.iter().for_each(|c| call_keys(program, c, into)),
         Flow::Seq { items: fs, .. } | Flow::Par { branches: fs, .. } => {
             fs.iter().for_each(|f| keys_read(program, f, into))
         }
-        Flow::If { then, otherwise, .. } => {
+        Flow::If { cond, then, otherwise, .. } => {
+            names(cond, into);
             keys_read(program, then, into);
             otherwise.iter().for_each(|o| keys_read(program, o, into));
         }
-        Flow::For { body, .. } => keys_read(program, body, into),
-        Flow::Call(_) | Flow::Graph { .. } => {}
+        Flow::For { iter, body, .. } => {
+            names(iter, into);
+            keys_read(program, body, into);
+        }
     }
+}
+
+/// The state keys a call reads: its arguments, and its step's compensation's parameters.
+fn call_keys(program: &crate::ir::Program, c: &Call, into: &mut std::collections::HashSet<String>) {
+    for (_, src) in &c.args {
+        match src {
+            ArgSource::Key(k) | ArgSource::KeyOrDefault(k) => {
+                into.insert(k.clone());
+            }
+            ArgSource::Expr(e) => names(e, into),
+            ArgSource::Default => {}
+        }
+    }
+    let compensation = match &c.target {
+        CallTarget::Step(s) => program.steps.get(s).and_then(|s| s.compensate.as_ref()),
+        CallTarget::Workflow(_) => None,
+    };
+    if let Some(comp) = compensation.and_then(|name| program.steps.get(name)) {
+        into.extend(comp.params.iter().map(|p| p.name.clone()));
+    }
+}
+
+fn names(e: &crate::ir::Expr, into: &mut std::collections::HashSet<String>) {
+    into.extend(e.names().into_iter().map(str::to_string));
 }
 
 fn writes(c: &Call, outputs: &Value) -> Vec<(String, Value)> {
