@@ -99,7 +99,7 @@ impl Engine {
                 Flow::Par { branches, .. } => {
                     settle(pending).await?;
                     let runs = branches.iter().map(|b| {
-                        let mut st = state.clone();
+                        let mut st = self.reads_of(b, state);
                         async move {
                             let mut own = Pending::new();
                             let r = self.flow(b, prefix, &mut st, &mut own).await;
@@ -131,13 +131,8 @@ impl Engine {
                     // Each iteration starts from the keys its body can read, not from the whole
                     // state: a `for` over a list in the state would otherwise copy that list into
                     // every iteration (quadratic in time and memory).
-                    let mut read = std::collections::HashSet::new();
-                    keys_read(&self.ctx.program, body, &mut read);
-                    let base: State = state
-                        .iter()
-                        .filter(|(k, _)| read.contains(k.as_str()) && *k != var)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
+                    let mut base = self.reads_of(body, state);
+                    base.swap_remove(var);
                     let mut results = self.iterations(id, var, xs, *limit, body, prefix, &base, collects).await;
                     results.sort_by_key(|(i, _, _)| *i);
                     let mut lists: IndexMap<String, Vec<Value>> =
@@ -219,6 +214,14 @@ impl Engine {
         results
     }
 
+    /// The part of `state` that running `f` may read (`keys_read`): what a branch or an iteration
+    /// starts from, rather than a copy of every value in the state.
+    fn reads_of(&self, f: &Flow, state: &State) -> State {
+        let mut read = std::collections::HashSet::new();
+        keys_read(&self.ctx.program, f, &mut read);
+        part(state, &read)
+    }
+
     /// Branches of `&` (and a graph's nodes) start from one state; what each writes is merged.
     fn merge(&self, state: &mut State, results: Vec<(Result<(), Halt>, State)>) -> Result<(), Halt> {
         let before = state.clone();
@@ -261,11 +264,7 @@ impl Engine {
                         // writing to the state while it runs).
                         let mut read = std::collections::HashSet::new();
                         call_keys(&self.ctx.program, node, &mut read);
-                        let snapshot: State = state
-                            .iter()
-                            .filter(|(k, _)| read.contains(k.as_str()))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
+                        let snapshot = part(state, &read);
                         running.push(async move {
                             let mut own = Pending::new();
                             let r = self.call(node, prefix, &snapshot, &mut own).await;
@@ -666,6 +665,11 @@ fn keys_read(program: &crate::ir::Program, f: &Flow, into: &mut std::collections
             keys_read(program, body, into);
         }
     }
+}
+
+/// The keys of `state` in `keys`, with their values.
+fn part(state: &State, keys: &std::collections::HashSet<String>) -> State {
+    state.iter().filter(|(k, _)| keys.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// The state keys a call reads: its arguments, and its step's compensation's parameters.
