@@ -58,7 +58,11 @@ impl Watch {
         cmd.arg("__watch-group").arg(pgid.to_string());
         cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        {
+            use std::os::unix::process::CommandExt;
+            // Named as orchc in `ps`, not /proc/self/exe.
+            cmd.arg0("orchc").process_group(0);
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
