@@ -1064,6 +1064,48 @@ fn an_exec_timeout_kills_the_child_with_its_children() {
     }
 }
 
+/// The processes whose parent is `parent` and whose command line holds `needle`.
+fn children_with(parent: u32, needle: &str) -> Vec<u32> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat.rsplit(')').next().unwrap_or_default().split_whitespace().nth(1).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == parent.to_string() && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_goes_on_when_an_exec_watchdog_is_killed() {
+    let o = Orchc::new();
+    let run = o
+        .command(&["run", "tests/run/exec.orch", "pause", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let watchdog = loop {
+        if let Some(pid) = children_with(run.id(), "__watch-group").first() {
+            break *pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no watchdog was started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: a plain kill(2) of the watchdog the test found.
+    unsafe {
+        libc::kill(watchdog as i32, libc::SIGKILL);
+    }
+    // Releasing a watchdog that is gone must not end orchc (with SIGPIPE, say).
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap();
+    assert_eq!(v["outputs"]["o"], "done");
+}
+
 #[test]
 fn what_a_finished_exec_child_left_running_is_left_alone() {
     let o = Orchc::new();

@@ -4,12 +4,12 @@
 //! The kernel kills the child when orchc dies (`PR_SET_PDEATHSIG`, see `eval::own_group`), but
 //! not the child's own children. So, for each `exec`, orchc starts itself again as
 //! `orchc __watch-group PGID`, in a process group of its own (a Ctrl-C on the terminal does not
-//! reach it), with a pipe on its stdin. When the child is done, orchc writes one byte and the
+//! reach it), with a socket on its stdin. When the child is done, orchc writes one byte and the
 //! watchdog leaves the group alone: what the child left running on purpose is its own. When the
-//! pipe closes without that byte, orchc died or gave up on the child (a timeout), and the watchdog
+//! socket closes without that byte, orchc died or gave up on the child (a timeout), and the watchdog
 //! kills the group.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -46,23 +46,26 @@ pub fn main(pgid: i32) -> i32 {
 
 /// A started watchdog. Dropped without `release`, it kills the group.
 pub struct Watch {
-    stdin: Option<std::process::ChildStdin>,
+    /// orchc's end of the socket that is the watchdog's stdin.
+    line: std::os::unix::net::UnixStream,
 }
 
 impl Watch {
     /// Starts a watchdog for the group `pgid`, or none when orchc is not the binary or it cannot be
     /// started (the step goes on: the child itself still dies with orchc).
     pub fn start(pgid: u32) -> Option<Watch> {
+        use std::os::unix::process::CommandExt;
         let orchc = ORCHC.get()?;
+        // A socket rather than a pipe: the release byte is sent with MSG_NOSIGNAL, so that a
+        // watchdog that is already gone (killed by someone) cannot end orchc with SIGPIPE.
+        let (line, theirs) = std::os::unix::net::UnixStream::pair().ok()?;
         let mut cmd = std::process::Command::new(orchc);
         cmd.arg("__watch-group").arg(pgid.to_string());
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            // Named as orchc in `ps`, not /proc/self/exe.
-            cmd.arg0("orchc").process_group(0);
-        }
+        cmd.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Named as orchc in `ps`, not /proc/self/exe.
+        cmd.arg0("orchc").process_group(0);
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -70,16 +73,22 @@ impl Watch {
                 return None;
             }
         };
-        let stdin = child.stdin.take();
-        // Reaps the watchdog when it ends, so that it never lingers as a zombie.
-        std::thread::spawn(move || child.wait());
-        Some(Watch { stdin })
+        // Reaps the watchdog when it ends, so that it never lingers as a zombie (it is reaped
+        // when orchc ends if no thread can be had).
+        let _ = std::thread::Builder::new().name("orch-watch-reaper".into()).spawn(move || child.wait());
+        Some(Watch { line })
     }
 
     /// The child is done: the watchdog ends and leaves the group alone.
-    pub fn release(mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(&[1]);
+    pub fn release(self) {
+        use std::os::fd::AsRawFd;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let flags = libc::MSG_NOSIGNAL;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let flags = 0;
+        // SAFETY: a send(2) of one byte from a live buffer on a socket this value owns.
+        unsafe {
+            libc::send(self.line.as_raw_fd(), [1u8].as_ptr().cast(), 1, flags);
         }
     }
 }
