@@ -391,7 +391,7 @@ impl SqliteStore {
         // A store that is already current and in WAL mode is only read: it may not be writable.
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(unreadable)?;
         if access != Access::Read && !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| cannot_write(name, e))?;
+            when_free(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(|e| cannot_write(name, e))?;
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -401,7 +401,7 @@ impl SqliteStore {
         // All the migrations due in one transaction (one fsync for a new store); the version is
         // read again under the write lock, since another process may have migrated the store
         // since it was read above.
-        (|| {
+        when_free(|| {
             let tx = write_tx(&conn)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version >= latest {
@@ -412,7 +412,7 @@ impl SqliteStore {
             }
             tx.pragma_update(None, "user_version", latest)?;
             tx.commit()
-        })()
+        })
         .map_err(|e| cannot_write(name, e))?;
         Ok(Some(SqliteStore { conn: Mutex::new(conn) }))
     }
@@ -436,6 +436,26 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Resu
 fn is_denied(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
     matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen | PermissionDenied))
+}
+
+/// Runs `f` again, for up to 10 s, while it fails because another process holds the store. Setting
+/// up a new store (the switch to WAL, the migrations) can fail at once with `database is locked`,
+/// without the busy timeout, when processes created it at the same moment (SQLite gives up rather
+/// than let two of them wait for each other); one of them goes on and the others then find the
+/// store set up.
+fn when_free<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// An error changing the store; said plainly when it is the permissions that forbid it.
