@@ -663,6 +663,13 @@ fn a_store_from_an_older_orchc_is_migrated_and_keeps_its_runs() {
     assert_eq!(code, 0, "{out:#}");
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
+    // The old run keeps its audit log, and the new run's events are numbered after it.
+    let seqs = |run: &str| -> Vec<i64> {
+        o.show(run)["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect()
+    };
+    let (old, new) = (seqs("d2f2fa62b623"), seqs(out["run_id"].as_str().unwrap()));
+    assert_eq!(old, (1..=14).collect::<Vec<_>>());
+    assert!(new.windows(2).all(|w| w[0] < w[1]) && new[0] > 14, "{new:?}");
 }
 
 #[test]
