@@ -455,11 +455,11 @@ impl Engine {
         loop {
             let n = before + k;
             self.start(path, &step.name, n as i64, reads).await?;
-            self.progress.started(&step.name, n);
+            self.progress.started(path, &step.name, n);
             let started = std::time::Instant::now();
             match self.attempt(step, path, args).await {
                 Ok(out) => {
-                    self.progress.done(&step.name, started.elapsed());
+                    self.progress.done(path, &step.name, started.elapsed());
                     return Ok((out, n));
                 }
                 Err(mut e) => {
@@ -477,7 +477,7 @@ impl Engine {
                         })
                         .await?;
                     if last {
-                        self.progress.failed(&step.name, n, &e.message);
+                        self.progress.failed(path, &step.name, n, &e.message);
                         return Err(Halt::Failed(Failure {
                             path: path.to_string(),
                             step: step.name.clone(),
@@ -486,7 +486,7 @@ impl Engine {
                         }));
                     }
                     let delay = policy.delay_after(k);
-                    self.progress.retrying(&step.name, n, delay, &e.message);
+                    self.progress.retrying(path, &step.name, n, delay, &e.message);
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                     k += 1;
                 }

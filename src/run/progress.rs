@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub struct Progress {
     live: Option<MultiProgress>,
+    /// The live line of each running step execution, by its path: the iterations of a `for` run
+    /// one step many times at once, each with a line of its own.
     bars: Mutex<HashMap<String, ProgressBar>>,
     quiet: bool,
     plain: Arc<Mutex<Plain>>,
@@ -77,7 +79,8 @@ impl Progress {
         }
     }
 
-    pub fn started(&self, step: &str, attempt: u32) {
+    /// `path` tells apart executions of one step running at once; the lines name the step.
+    pub fn started(&self, path: &str, step: &str, attempt: u32) {
         match &self.live {
             Some(mp) => {
                 let bar = mp.add(ProgressBar::new_spinner());
@@ -88,7 +91,7 @@ impl Progress {
                 let suffix = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
                 bar.set_message(format!("{step}{suffix}"));
                 bar.enable_steady_tick(Duration::from_millis(100));
-                if let Some(old) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(step.to_string(), bar) {
+                if let Some(old) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), bar) {
                     old.finish_and_clear();
                 }
             }
@@ -97,14 +100,14 @@ impl Progress {
         }
     }
 
-    fn finish(&self, step: &str) {
-        if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(step) {
+    fn finish(&self, path: &str) {
+        if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(path) {
             bar.finish_and_clear();
         }
     }
 
-    pub fn done(&self, step: &str, took: Duration) {
-        self.finish(step);
+    pub fn done(&self, path: &str, step: &str, took: Duration) {
+        self.finish(path);
         self.line(format!("done  {step} in {}", human(took)));
     }
 
@@ -112,16 +115,16 @@ impl Progress {
         self.line(format!("skip  {step} (completed earlier)"));
     }
 
-    pub fn retrying(&self, step: &str, attempt: u32, delay_ms: u64, error: &str) {
-        self.finish(step);
+    pub fn retrying(&self, path: &str, step: &str, attempt: u32, delay_ms: u64, error: &str) {
+        self.finish(path);
         self.line(format!(
             "retry {step}: attempt {attempt} failed ({error}); next in {}",
             human(Duration::from_millis(delay_ms))
         ));
     }
 
-    pub fn failed(&self, step: &str, attempt: u32, error: &str) {
-        self.finish(step);
+    pub fn failed(&self, path: &str, step: &str, attempt: u32, error: &str) {
+        self.finish(path);
         self.line(format!("fail  {step} (attempt {attempt}): {error}"));
     }
 
@@ -152,5 +155,38 @@ pub fn human(d: Duration) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else {
         format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live() -> Progress {
+        let mut p = Progress::new(false, true);
+        p.live = Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()));
+        p.quiet = false;
+        p
+    }
+
+    fn running(p: &Progress) -> Vec<String> {
+        let mut paths: Vec<String> = p.bars.lock().unwrap().keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn executions_of_one_step_at_once_each_have_a_line() {
+        let p = live();
+        p.started("for1[0]/fetch@2", "fetch", 1);
+        p.started("for1[1]/fetch@2", "fetch", 1);
+        assert_eq!(running(&p), ["for1[0]/fetch@2", "for1[1]/fetch@2"]);
+        p.done("for1[0]/fetch@2", "fetch", Duration::from_millis(3));
+        assert_eq!(running(&p), ["for1[1]/fetch@2"], "the other iteration's line stays");
+        p.retrying("for1[1]/fetch@2", "fetch", 1, 10, "503");
+        assert!(running(&p).is_empty());
+        p.started("for1[1]/fetch@2", "fetch", 2);
+        p.failed("for1[1]/fetch@2", "fetch", 2, "503");
+        assert!(running(&p).is_empty());
     }
 }
