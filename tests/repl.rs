@@ -55,6 +55,12 @@ fn let_bindings_and_declarations_join_the_session_and_are_checked() {
     assert_eq!(out(s.handle("let xs = \"now a string\"")), "xs = \"now a string\" : Str");
     assert_eq!(out(s.handle("n + len(xs)")), "14 : Int");
     assert_eq!(out(s.handle("let xs = [3, 4]")), "xs = [3, 4] : [Int]");
+    // Field paths over a binding (read in place, without copying the binding).
+    s.handle("let resp = { status: 200, json: json_parse(\"{\\\"a\\\": {\\\"b\\\": [7]}}\") }");
+    assert_eq!(out(s.handle("resp.status")), "200 : Int");
+    assert_eq!(out(s.handle("resp.json.a.b")), "[7] : Json");
+    assert_eq!(out(s.handle("resp.json.a.missing.b")), "null : Json");
+    assert_eq!(out(s.handle("resp.json.a.b[0]")), "7 : Json");
     assert_eq!(out(s.handle("enum Color { red, green }")), "defined Color");
     assert_eq!(out(s.handle("type Pair = { a: Int, b: Str }")), "defined Pair");
     assert_eq!(out(s.handle("let p: Pair = { a: 1, b: \"x\" }")), "p = { a: 1, b: \"x\" } : { a: Int, b: Str }");

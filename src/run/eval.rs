@@ -123,10 +123,13 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
             }
             Value::Array(out)
         }
-        K::Field(base, f) => {
-            let b = eval(ctx, locals, base).await?;
-            field(&b, f)
-        }
+        K::Field(base, f) => match place(locals, e) {
+            Some(v) => v.clone(),
+            None => {
+                let b = eval(ctx, locals, base).await?;
+                field(&b, f)
+            }
+        },
         K::Index(base, i) => {
             let b = eval(ctx, locals, base).await?;
             let i = eval(ctx, locals, i).await?;
@@ -305,13 +308,28 @@ pub fn missing_fields(program: &Program, product: &str, fields: &Value, state: &
 }
 
 fn field(b: &Value, f: &str) -> Value {
+    field_ref(b, f).cloned().unwrap_or(Value::Null)
+}
+
+fn field_ref<'v>(b: &'v Value, f: &str) -> Option<&'v Value> {
     if is_subscription(b) {
         return match f {
-            "id" | "customer" | "state" => b[f].clone(),
-            _ => b["fixed"].get(f).or_else(|| b["fields"].get(f)).cloned().unwrap_or(Value::Null),
+            "id" | "customer" | "state" => b.get(f),
+            _ => b["fixed"].get(f).or_else(|| b["fields"].get(f)),
         };
     }
-    b.get(f).cloned().unwrap_or(Value::Null)
+    b.get(f)
+}
+
+/// The value a local, or a field path over a local, names, borrowed: `r.json.ok` reads one field
+/// of a response without copying the whole response first. `None`: not such an expression, or
+/// nothing there (evaluated the usual way, which gives `none`).
+fn place<'v>(locals: &'v Locals, e: &Expr) -> Option<&'v Value> {
+    match &e.kind {
+        K::Local(name) => locals.get(name),
+        K::Field(base, f) => field_ref(place(locals, base)?, f),
+        _ => None,
+    }
 }
 
 fn set_path(v: &mut Value, path: &[String], nv: Value) {
