@@ -5,7 +5,7 @@ use super::{exit, ListArgs, ShowArgs, StoreArgs, SubscriptionArgs};
 use crate::run::error::RunError;
 use crate::run::progress::human;
 use crate::run::store::Access;
-use crate::run::store::{RunRecord, RunSummary, StepRecord};
+use crate::run::store::{RunRecord, RunSummary, StepRecord, SubscriptionSummary};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -27,48 +27,67 @@ pub fn runs(args: StoreArgs, json_out: bool) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, json_out),
     };
-    // Written as they are read: a store of many runs is never in memory whole.
+    let path = super::run::db_path(&args);
+    let empty = match store {
+        Some(_) => format!("no runs in {}", path.display()),
+        None => format!("no runs: there is no store at {} yet", path.display()),
+    };
+    let head = format!("{:<14} {:<24} {:<10} {:<26} TOOK", "RUN", "WORKFLOW", "STATUS", "STARTED");
+    list(
+        json_out,
+        &head,
+        &empty,
+        |f| store.as_ref().map_or(Ok(()), |s| s.each_run(f)),
+        run_summary,
+        |r| {
+            let end = (r.status != "running").then_some(r.updated_ms);
+            format!(
+                "{:<14} {:<24} {:<10} {:<26} {}",
+                r.id,
+                r.workflow,
+                r.status,
+                time_of(r.created_ms),
+                took(r.created_ms, end)
+            )
+        },
+    )
+}
+
+/// Writes the rows `read` hands over as it hands them (a store of many runs or subscriptions is
+/// never in memory whole): a JSON array, or a table under `head`, or `empty` when there are none.
+/// A row that cannot be read half-way is reported after what was written.
+fn list<T>(
+    json_out: bool,
+    head: &str,
+    empty: &str,
+    read: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), RunError>,
+    as_json: impl Fn(&T) -> Value,
+    as_line: impl Fn(&T) -> String,
+) -> i32 {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut count = 0;
     let mut written = Ok(());
-    let read = store.as_ref().map_or(Ok(()), |s| {
-        s.each_run(&mut |r| {
-            let line = if json_out {
-                format!("{}{}", if count == 0 { "[" } else { "," }, run_summary(&r))
-            } else {
-                let head = if count == 0 {
-                    format!("{:<14} {:<24} {:<10} {:<26} TOOK\n", "RUN", "WORKFLOW", "STATUS", "STARTED")
-                } else {
-                    String::new()
-                };
-                let end = (r.status != "running").then_some(r.updated_ms);
-                format!(
-                    "{head}{:<14} {:<24} {:<10} {:<26} {}\n",
-                    r.id,
-                    r.workflow,
-                    r.status,
-                    time_of(r.created_ms),
-                    took(r.created_ms, end)
-                )
-            };
-            count += 1;
-            written = out.write_all(line.as_bytes());
-            written.is_ok()
-        })
+    let read = read(&mut |row| {
+        let text = match (json_out, count) {
+            (true, 0) => format!("[{}", as_json(&row)),
+            (true, _) => format!(",{}", as_json(&row)),
+            (false, 0) => format!("{head}\n{}\n", as_line(&row)),
+            (false, _) => format!("{}\n", as_line(&row)),
+        };
+        count += 1;
+        written = out.write_all(text.as_bytes());
+        written.is_ok()
     });
     if let Err(e) = read {
         let _ = writeln!(out).and_then(|()| out.flush());
         return refuse(&e, json_out);
     }
     if written.is_ok() {
-        written = match (json_out, count, &store) {
-            (true, 0, _) => writeln!(out, "[]"),
-            (true, _, _) => writeln!(out, "]"),
-            (false, 0, Some(_)) => writeln!(out, "no runs in {}", super::run::db_path(&args).display()),
-            (false, 0, None) => {
-                writeln!(out, "no runs: there is no store at {} yet", super::run::db_path(&args).display())
-            }
-            (false, _, _) => Ok(()),
+        written = match (json_out, count) {
+            (true, 0) => writeln!(out, "[]"),
+            (true, _) => writeln!(out, "]"),
+            (false, 0) => writeln!(out, "{empty}"),
+            (false, _) => Ok(()),
         };
     }
     if written.and_then(|()| out.flush()).is_err() {
@@ -209,35 +228,28 @@ fn show_timeline(
 }
 
 pub fn subscriptions(args: ListArgs) -> i32 {
-    let subs = match existing_store(&args.store, Access::Read).and_then(|s| s.map_or(Ok(vec![]), |s| s.subscriptions()))
-    {
+    let store = match existing_store(&args.store, Access::Read) {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    if args.json {
-        let list: Vec<Value> = subs
-            .iter()
-            .map(|s| json!({"id": s.id, "product": s.product, "customer": s.customer, "state": s.state, "locked_by": s.locked_by, "version": s.version}))
-            .collect();
-        println!("{}", Value::Array(list));
-        return exit::OK;
-    }
-    if subs.is_empty() {
-        println!("no subscriptions");
-        return exit::OK;
-    }
-    println!("{:<38} {:<20} {:<16} {:<14} LOCKED BY", "ID", "PRODUCT", "CUSTOMER", "STATE");
-    for s in &subs {
-        println!(
-            "{:<38} {:<20} {:<16} {:<14} {}",
-            s.id,
-            s.product,
-            s.customer,
-            s.state,
-            s.locked_by.as_deref().unwrap_or("-")
-        );
-    }
-    exit::OK
+    let head = format!("{:<38} {:<20} {:<16} {:<14} LOCKED BY", "ID", "PRODUCT", "CUSTOMER", "STATE");
+    list(
+        args.json,
+        &head,
+        "no subscriptions",
+        |f| store.as_ref().map_or(Ok(()), |s| s.each_subscription(f)),
+        |s: &SubscriptionSummary| json!({"id": s.id, "product": s.product, "customer": s.customer, "state": s.state, "locked_by": s.locked_by, "version": s.version}),
+        |s| {
+            format!(
+                "{:<38} {:<20} {:<16} {:<14} {}",
+                s.id,
+                s.product,
+                s.customer,
+                s.state,
+                s.locked_by.as_deref().unwrap_or("-")
+            )
+        },
+    )
 }
 
 pub fn subscription(args: SubscriptionArgs) -> i32 {

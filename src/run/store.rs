@@ -108,6 +108,17 @@ pub struct SubscriptionRecord {
     pub updated_ms: i64,
 }
 
+/// A subscription as `orchc subscriptions` lists it.
+#[derive(Clone, Debug)]
+pub struct SubscriptionSummary {
+    pub id: String,
+    pub product: String,
+    pub customer: String,
+    pub state: String,
+    pub locked_by: Option<String>,
+    pub version: i64,
+}
+
 /// Why `claim` did not take a run.
 #[derive(Clone, Debug)]
 pub enum Refused {
@@ -230,7 +241,8 @@ pub trait Store: Send + Sync {
     /// at a time: a run of many steps is never held in memory whole.
     fn each_step(&self, run: &str, f: &mut dyn FnMut(StepRecord) -> bool) -> Result<()>;
     fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>>;
-    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>>;
+    /// Hands each subscription to `f`, oldest first, until `f` returns false; without its value.
+    fn each_subscription(&self, f: &mut dyn FnMut(SubscriptionSummary) -> bool) -> Result<()>;
     /// Locks a subscription for a run; `Err(holder)` when another run holds it.
     fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>>;
     fn release_locks(&self, run: &str) -> Result<()>;
@@ -913,12 +925,26 @@ impl Store for SqliteStore {
         }
     }
 
-    fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>> {
+    fn each_subscription(&self, f: &mut dyn FnMut(SubscriptionSummary) -> bool) -> Result<()> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, product, customer, state, value, locked_by, version, updated_ms FROM subscriptions ORDER BY created_ms, id")?;
-        let rows = stmt.query_map([], sub_from_row)?.collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let mut stmt = conn.prepare(
+            "SELECT id, product, customer, state, locked_by, version FROM subscriptions ORDER BY created_ms, id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let sub = SubscriptionSummary {
+                id: r.get(0)?,
+                product: r.get(1)?,
+                customer: r.get(2)?,
+                state: r.get(3)?,
+                locked_by: r.get(4)?,
+                version: r.get(5)?,
+            };
+            if !f(sub) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn lock_subscription(&self, id: &str, run: &str) -> Result<std::result::Result<(), String>> {
