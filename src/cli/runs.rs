@@ -131,13 +131,11 @@ pub fn show(args: ShowArgs) -> i32 {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Steps and events are written as they are read: a long run's records are never in memory
     // all at once.
-    let mut failed_write = None;
-    let mut note = |written: std::io::Result<()>| match written {
-        Ok(()) => true,
-        Err(e) => {
-            failed_write = Some(e);
-            false
-        }
+    // Records whether a write failed; false stops the reading.
+    let mut failed_write = false;
+    let mut note = |written: std::io::Result<()>| {
+        failed_write |= written.is_err();
+        !failed_write
     };
     let read = if args.json {
         let mut v = run_summary(&rec.summary());
@@ -171,7 +169,7 @@ pub fn show(args: ShowArgs) -> i32 {
         let _ = writeln!(out).and_then(|()| out.flush());
         return refuse(&e, args.json);
     }
-    if failed_write.is_some() || out.flush().is_err() {
+    if failed_write || out.flush().is_err() {
         return exit::FAILED;
     }
     exit::OK
