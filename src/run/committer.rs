@@ -86,14 +86,13 @@ impl Committer {
     /// Hands `write` to the committer's thread (after its attempt's start if that is still
     /// pending) without waiting: the receipt resolves once it is on disk.
     pub fn send(&self, write: StepWrite) -> Result<Receipt> {
-        let mut writes = vec![];
-        {
+        let start = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let same = |w: &StepWrite| w.run() == write.run() && w.path() == write.path();
-            if let Some(i) = pending.iter().position(|(_, w)| same(w)) {
-                writes.push(pending.remove(i).1);
-            }
-        }
+            let same = |w: &StepWrite| w.path() == write.path() && w.run() == write.run();
+            pending.iter().position(|(_, w)| same(w)).map(|i| pending.remove(i).1)
+        };
+        let mut writes = Vec::with_capacity(2);
+        writes.extend(start);
         writes.push(write);
         let (done, committed) = oneshot::channel();
         self.jobs.as_ref().ok_or_else(stopped)?.send((writes, done)).map_err(|_| stopped())?;

@@ -362,7 +362,10 @@ impl Engine {
                     }
                     settle(pending).await?;
                     let args = self.args(&c.args, &step.params, state).await.map_err(|e| fail(name, e.at(c.loc)))?;
-                    let reads = self.ctx.redactor.value(&json!(args));
+                    let reads = self
+                        .ctx
+                        .redactor
+                        .value(Value::Object(args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
                     let (outputs, attempt) = match &step.kind {
                         StepKind::Input { prompt } => match self.store.input(&self.run_id, &path)? {
                             Some(values) => {
@@ -388,7 +391,7 @@ impl Engine {
                         },
                         StepKind::Body(_) => self.attempts(step, &path, &args, &reads).await?,
                     };
-                    let outputs = self.ctx.redactor.value(&outputs);
+                    let outputs = self.ctx.redactor.value(outputs);
                     let out = writes(c, &outputs);
                     let compensation = match &step.compensate {
                         Some(comp) => Some(self.compensation(comp, &out, state).await.map_err(|e| fail(name, e))?),
@@ -464,7 +467,7 @@ impl Engine {
                 }
                 Err(mut e) => {
                     e.loc.get_or_insert(step.loc);
-                    e.message = self.ctx.redactor.text(&e.message);
+                    e.message = self.ctx.redactor.text(std::mem::take(&mut e.message));
                     let last = k >= policy.attempts || !e.retryable;
                     self.committer
                         .write(StepWrite::Fail {
@@ -584,7 +587,7 @@ impl Engine {
             let reads = json!(args);
             match self.attempts(&step, &cpath, &args, &reads).await {
                 Ok((out, n)) => {
-                    let out = self.ctx.redactor.value(&out);
+                    let out = self.ctx.redactor.value(out);
                     let subs: Vec<Value> = step
                         .outputs
                         .iter()

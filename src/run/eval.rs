@@ -477,12 +477,12 @@ async fn builtin(
         Builtin::Uuid => json!(uuid::Uuid::new_v4().to_string()),
         Builtin::Log => {
             let text = vals[0].as_ref().map(|v| to_text(v, &arg_ty(0))).unwrap_or_default();
-            (ctx.log)(&format!("{}: {}", locals.step, ctx.redactor.text(&text)));
+            (ctx.log)(&format!("{}: {}", locals.step, ctx.redactor.text(text)));
             json!({})
         }
         Builtin::Fail => {
             let retryable = vals[1].as_ref().and_then(Value::as_bool).unwrap_or(false);
-            let msg = ctx.redactor.text(&s(0));
+            let msg = ctx.redactor.text(s(0));
             return Err(StepError { message: msg, retryable, code: None, loc: Some(call.loc) });
         }
         Builtin::IdempotencyKey => json!(idempotency_key(ctx.run["id"].as_str().unwrap_or_default(), &locals.path)),
@@ -609,10 +609,10 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         HttpMethod::Patch => reqwest::Method::PATCH,
         HttpMethod::Delete => reqwest::Method::DELETE,
     };
-    let shown = ctx.redactor.text(&url);
+    let parsed = reqwest::Url::parse(&url);
+    let shown = ctx.redactor.text(url);
     // What cannot be sent at all fails permanently, saying why (not reqwest's `builder error`).
-    let parsed =
-        reqwest::Url::parse(&url).map_err(|e| StepError::permanent(format!("{m} {shown}: invalid URL: {e}")))?;
+    let parsed = parsed.map_err(|e| StepError::permanent(format!("{m} {shown}: invalid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(StepError::permanent(format!(
             "{m} {shown}: invalid URL: the scheme must be http or https, not `{}`",
@@ -643,7 +643,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     }
     let mut resp = req.send().await.map_err(|e| {
         let builder = e.is_builder();
-        let message = ctx.redactor.text(&format!("{m} {shown}: {}", causes(&e.without_url())));
+        let message = ctx.redactor.text(format!("{m} {shown}: {}", causes(&e.without_url())));
         if builder {
             StepError::permanent(message)
         } else {
@@ -653,7 +653,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     let status = resp.status().as_u16();
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
-        headers.insert(k.to_string(), json!(ctx.redactor.text(v.to_str().unwrap_or_default())));
+        headers.insert(k.to_string(), Value::String(ctx.redactor.text(v.to_str().unwrap_or_default().to_string())));
     }
     // Read in chunks, to refuse a body past the limit before it is all in memory.
     let mut bytes: Vec<u8> = Vec::new();
@@ -670,7 +670,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         }
         bytes.extend_from_slice(&chunk);
     }
-    let body = ctx.redactor.text(&String::from_utf8_lossy(&bytes));
+    let body = ctx.redactor.text(utf8_lossy(bytes));
     if status == 429 || status >= 500 {
         return Err(StepError::retryable(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
     }
@@ -678,7 +678,18 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         return Err(StepError::permanent(format!("{m} {shown}: HTTP {status}: {}", snippet(&body))));
     }
     let json_body = serde_json::from_str(&body).unwrap_or(Value::Null);
-    Ok(json!({ "status": status, "headers": headers, "body": body, "json": json_body }))
+    // Built in place: `json!` would copy the headers and the body.
+    let mut response = Map::new();
+    response.insert("status".into(), status.into());
+    response.insert("headers".into(), Value::Object(headers));
+    response.insert("body".into(), Value::String(body));
+    response.insert("json".into(), json_body);
+    Ok(Value::Object(response))
+}
+
+/// `bytes` as text, without a copy when they are valid UTF-8.
+fn utf8_lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// An error with its causes: `error sending request: client error (Connect): tcp connect error:
@@ -748,8 +759,8 @@ async fn exec(ctx: &Ctx, vals: &[Option<Value>]) -> Result<Value, StepError> {
     }
     // -1 when the child was killed by a signal.
     let code = out.status.code().unwrap_or(-1);
-    let stdout = ctx.redactor.text(&String::from_utf8_lossy(&out.stdout));
-    let stderr = ctx.redactor.text(&String::from_utf8_lossy(&out.stderr));
+    let stdout = ctx.redactor.text(utf8_lossy(out.stdout));
+    let stderr = ctx.redactor.text(utf8_lossy(out.stderr));
     if check && code != 0 {
         let how = {
             use std::os::unix::process::ExitStatusExt;

@@ -290,11 +290,11 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
     store.create_run(&NewRun {
         id: run_id.clone(),
         workflow: req.workflow.clone(),
-        inputs: redactor.value(&json!(state)),
+        inputs: redactor.value(json!(state)),
         program: serde_json::to_string(program.as_ref()).expect("the program serializes"),
         program_hash: program.hash(),
         env: req.env.clone(),
-        configs: redactor.value(&json!(configs)),
+        configs: redactor.value(json!(configs)),
         secret_names,
         owner: owner.clone(),
     })?;
@@ -457,7 +457,7 @@ pub async fn resume(
         let owner = owner_id();
         take(store.as_ref(), &program, &rec, &owner)?;
         let redactor = Redactor::new(secret_map.values().cloned());
-        store.give_input(&rec.id, &path, &redactor.value(&Value::Object(values)))?;
+        store.give_input(&rec.id, &path, &redactor.value(Value::Object(values)))?;
         store.set_status(&rec.id, "running", None, None, None)?;
         let configs = stored_configs(&rec);
         return drive(store, rec, program, configs, secret_map, owner, progress).await;
@@ -585,7 +585,7 @@ async fn drive(
         Ok(()) => {
             let outputs: serde_json::Map<String, Value> =
                 wf.outputs.keys().map(|k| (k.clone(), state.get(k).cloned().unwrap_or(Value::Null))).collect();
-            let outputs = ctx.redactor.value(&Value::Object(outputs));
+            let outputs = ctx.redactor.value(Value::Object(outputs));
             store.end(&rec.id, &owner, "completed", Some(&outputs), None, None)?;
             RunOutcome {
                 run_id: rec.id.clone(),
@@ -617,7 +617,7 @@ async fn drive(
                 error["file"] = json!(program.files.get(loc.file as usize).map(|s| s.name.clone()));
                 error["line"] = json!(loc.line);
             }
-            let error = ctx.redactor.value(&error);
+            let error = ctx.redactor.value(error);
             store.set_status(&rec.id, "failed", None, Some(&error), None)?;
             match engine.compensate().await {
                 Ok(failures) if !failures.is_empty() => {

@@ -59,13 +59,14 @@ impl Progress {
         Progress { live, bars: Mutex::new(HashMap::new()), quiet, plain }
     }
 
-    fn line(&self, text: String) {
+    /// Written in place (`format_args!`): a `for` of short steps prints two lines per iteration.
+    fn line(&self, text: std::fmt::Arguments<'_>) {
         if self.quiet {
             return;
         }
         match &self.live {
             Some(mp) => {
-                let _ = mp.println(text);
+                let _ = mp.println(text.to_string());
             }
             None => {
                 let now = time::OffsetDateTime::now_utc();
@@ -95,12 +96,15 @@ impl Progress {
                     old.finish_and_clear();
                 }
             }
-            None if attempt > 1 => self.line(format!("start {step} (attempt {attempt})")),
-            None => self.line(format!("start {step}")),
+            None if attempt > 1 => self.line(format_args!("start {step} (attempt {attempt})")),
+            None => self.line(format_args!("start {step}")),
         }
     }
 
     fn finish(&self, path: &str) {
+        if self.live.is_none() {
+            return;
+        }
         if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(path) {
             bar.finish_and_clear();
         }
@@ -108,36 +112,36 @@ impl Progress {
 
     pub fn done(&self, path: &str, step: &str, took: Duration) {
         self.finish(path);
-        self.line(format!("done  {step} in {}", human(took)));
+        self.line(format_args!("done  {step} in {}", Human(took)));
     }
 
     pub fn reused(&self, step: &str) {
-        self.line(format!("skip  {step} (completed earlier)"));
+        self.line(format_args!("skip  {step} (completed earlier)"));
     }
 
     pub fn retrying(&self, path: &str, step: &str, attempt: u32, delay_ms: u64, error: &str) {
         self.finish(path);
-        self.line(format!(
+        self.line(format_args!(
             "retry {step}: attempt {attempt} failed ({error}); next in {}",
-            human(Duration::from_millis(delay_ms))
+            Human(Duration::from_millis(delay_ms))
         ));
     }
 
     pub fn failed(&self, path: &str, step: &str, attempt: u32, error: &str) {
         self.finish(path);
-        self.line(format!("fail  {step} (attempt {attempt}): {error}"));
+        self.line(format_args!("fail  {step} (attempt {attempt}): {error}"));
     }
 
     pub fn suspended(&self, step: &str, prompt: Option<&str>) {
-        self.line(format!("wait  {step}: {}", prompt.unwrap_or("waiting for input")));
+        self.line(format_args!("wait  {step}: {}", prompt.unwrap_or("waiting for input")));
     }
 
     pub fn log(&self, text: &str) {
-        self.line(format!("log   {text}"));
+        self.line(format_args!("log   {text}"));
     }
 
     pub fn note(&self, text: &str) {
-        self.line(text.to_string());
+        self.line(format_args!("{text}"));
     }
 }
 
@@ -148,13 +152,22 @@ impl Drop for Progress {
 }
 
 pub fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    Human(d).to_string()
+}
+
+/// A duration as people read it: `340ms`, `2.5s`, `3m12s`.
+struct Human(Duration);
+
+impl std::fmt::Display for Human {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 {
+            write!(f, "{ms}ms")
+        } else if ms < 60_000 {
+            write!(f, "{:.1}s", ms as f64 / 1000.0)
+        } else {
+            write!(f, "{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+        }
     }
 }
 

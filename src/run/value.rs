@@ -228,8 +228,9 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    pub fn text(&self, s: &str) -> String {
-        let mut out = s.to_string();
+    /// `s` with every secret replaced by `***`: `s` itself, not a copy, when it holds none.
+    pub fn text(&self, s: String) -> String {
+        let mut out = s;
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), "***");
@@ -238,15 +239,16 @@ impl Redactor {
         out
     }
 
-    pub fn value(&self, v: &Value) -> Value {
+    /// `v` with every secret in its strings and keys replaced by `***`.
+    pub fn value(&self, v: Value) -> Value {
         if self.secrets.is_empty() {
-            return v.clone();
+            return v;
         }
         match v {
             Value::String(s) => Value::String(self.text(s)),
-            Value::Array(xs) => Value::Array(xs.iter().map(|x| self.value(x)).collect()),
-            Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (self.text(k), self.value(x))).collect()),
-            other => other.clone(),
+            Value::Array(xs) => Value::Array(xs.into_iter().map(|x| self.value(x)).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| (self.text(k), self.value(x))).collect()),
+            other => other,
         }
     }
 }
