@@ -777,6 +777,7 @@ impl Store for SqliteStore {
             // Completions are numbered in the order they are committed; the run's last number is
             // read once per batch.
             let mut seqs = std::collections::HashMap::new();
+            let mut stmts = Statements { tx: &tx, prepared: vec![] };
             let mut writes = batch.iter().peekable();
             while let Some(w) = writes.next() {
                 match w {
@@ -786,17 +787,20 @@ impl Store for SqliteStore {
                         let ends = |c: &&StepWrite| matches!(c, StepWrite::Complete { run: r, path: p, n: m, .. } if (r, p, m) == (run, path, n));
                         if let Some(complete) = writes.next_if(ends) {
                             let start = Started { step, reads, at_ms: *at_ms };
-                            write_complete(&tx, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
+                            write_complete(&mut stmts, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
                             continue;
                         }
-                        write_start(&tx, run, path, step, *n, reads, *at_ms)?
+                        write_start(&mut stmts, run, path, step, *n, reads, *at_ms)?
                     }
                     StepWrite::Fail { run, path, n, at_ms, error, permanent } => {
-                        write_fail(&tx, run, path, *n, *at_ms, error, *permanent)?
+                        write_fail(&mut stmts, run, path, *n, *at_ms, error, *permanent)?
                     }
-                    StepWrite::Complete { run, .. } => write_complete(&tx, w, None, next_seq(&tx, &mut seqs, run)?)?,
+                    StepWrite::Complete { run, .. } => {
+                        write_complete(&mut stmts, w, None, next_seq(&tx, &mut seqs, run)?)?
+                    }
                 }
             }
+            drop(stmts);
             tx.commit()?;
             Ok(())
         })();
@@ -998,7 +1002,7 @@ impl Store for SqliteStore {
 }
 
 fn write_start(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut Statements<'_>,
     run: &str,
     path: &str,
     step: &str,
@@ -1006,15 +1010,13 @@ fn write_start(
     reads: &Value,
     now: i64,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.get(
         "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
          ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
     )?
     .execute(params![run, path, step, reads.to_string(), now])?;
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-    )?
-    .execute(params![run, path, n, now])?;
+    tx.get("INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)")?
+        .execute(params![run, path, n, now])?;
     attempt_started(tx, run, path, step, n, now)
 }
 
@@ -1025,20 +1027,10 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-fn attempt_started(
-    tx: &rusqlite::Transaction<'_>,
-    run: &str,
-    path: &str,
-    step: &str,
-    n: i64,
-    at_ms: i64,
-) -> Result<()> {
-    tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)")?
-        .execute(params![
-            run,
-            at_ms,
-            format!(r#"{{"path":{},"step":{},"attempt":{n}}}"#, json_str(path), json_str(step))
-        ])?;
+fn attempt_started(tx: &mut Statements<'_>, run: &str, path: &str, step: &str, n: i64, at_ms: i64) -> Result<()> {
+    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)")?.execute(
+        params![run, at_ms, format!(r#"{{"path":{},"step":{},"attempt":{n}}}"#, json_str(path), json_str(step))],
+    )?;
     Ok(())
 }
 
@@ -1092,7 +1084,7 @@ struct Started<'a> {
 
 /// Writes a `StepWrite::Complete`, numbered `seq` among the run's completions; with `start`, the
 /// attempt's start too (its rows are then inserted, not updated).
-fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<Started<'_>>, seq: i64) -> Result<()> {
+fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<'_>>, seq: i64) -> Result<()> {
     let StepWrite::Complete { run, path, n, at_ms: now, outputs, compensation, subscriptions, undoes } = w else {
         return Ok(());
     };
@@ -1100,14 +1092,14 @@ fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<S
     let compensation = compensation.as_ref().map(Value::to_string);
     match start {
         Some(Started { step, reads, at_ms }) => {
-            tx.prepare_cached(
+            tx.get(
                 "INSERT INTO steps (run_id, path, step, status, reads, outputs, compensation, started_ms, finished_ms, seq)
                  VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (run_id, path) DO UPDATE SET status = 'completed', reads = ?4, outputs = ?5,
                    compensation = ?6, finished_ms = ?8, seq = ?9, error = NULL",
             )?
             .execute(params![run, path, step, reads.to_string(), outputs_text, compensation, at_ms, now, seq])?;
-            tx.prepare_cached(
+            tx.get(
                 "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms, finished_ms)
                  VALUES (?1, ?2, ?3, 'completed', ?4, ?5)",
             )?
@@ -1115,11 +1107,11 @@ fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<S
             attempt_started(tx, run, path, step, *n, at_ms)?;
         }
         None => {
-            tx.prepare_cached(
+            tx.get(
                 "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
             )?
             .execute(params![run, path, n, now])?;
-            tx.prepare_cached(
+            tx.get(
                 "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
                  WHERE run_id = ?1 AND path = ?2",
             )?
@@ -1128,7 +1120,7 @@ fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<S
     }
     for sub in subscriptions {
         let id = sub["id"].as_str().unwrap_or_default();
-        tx.prepare_cached(
+        tx.get(
             "INSERT INTO subscriptions (id, product, customer, state, value, locked_by, version, created_ms, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)
              ON CONFLICT (id) DO UPDATE SET state = ?4, value = ?5, version = version + 1, updated_ms = ?7,
@@ -1144,21 +1136,18 @@ fn write_complete(tx: &rusqlite::Transaction<'_>, w: &StepWrite, start: Option<S
             now
         ])?;
     }
-    tx.prepare_cached("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?
-        .execute(params![
-            run,
-            now,
-            format!(r#"{{"path":{},"attempt":{n},"outputs":{outputs_text}}}"#, json_str(path))
-        ])?;
+    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?.execute(
+        params![run, now, format!(r#"{{"path":{},"attempt":{n},"outputs":{outputs_text}}}"#, json_str(path))],
+    )?;
     if let Some(undone) = undoes {
-        tx.prepare_cached("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2")?
+        tx.get("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2")?
             .execute(params![run, undone])?;
     }
     Ok(())
 }
 
 fn write_fail(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut Statements<'_>,
     run: &str,
     path: &str,
     n: i64,
@@ -1166,18 +1155,13 @@ fn write_fail(
     error: &str,
     permanent: bool,
 ) -> Result<()> {
-    tx.execute(
-        "UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-        params![run, path, n, error, now],
-    )?;
+    tx.get("UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3")?
+        .execute(params![run, path, n, error, now])?;
     if permanent {
-        tx.execute(
-            "UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2",
-            params![run, path, error, now],
-        )?;
+        tx.get("UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2")?
+            .execute(params![run, path, error, now])?;
     }
-    tx.execute(
-        "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)",
+    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)")?.execute(
         params![
             run,
             now,
@@ -1185,4 +1169,25 @@ fn write_fail(
         ],
     )?;
     Ok(())
+}
+
+/// The statements of one batch of step writes, each prepared once for the batch: rusqlite's
+/// statement cache hashes the SQL text at every use, which for a batch of short steps cost a tenth
+/// of the commit.
+struct Statements<'c> {
+    tx: &'c rusqlite::Transaction<'c>,
+    prepared: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
+}
+
+impl<'c> Statements<'c> {
+    fn get(&mut self, sql: &'static str) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let i = match self.prepared.iter().position(|(s, _)| *s == sql) {
+            Some(i) => i,
+            None => {
+                self.prepared.push((sql, self.tx.prepare_cached(sql)?));
+                self.prepared.len() - 1
+            }
+        };
+        Ok(&mut self.prepared[i].1)
+    }
 }
