@@ -76,6 +76,15 @@ fn retries_wait_by_the_backoff_formula_and_then_succeed() {
     assert_eq!(attempts[0]["status"], "failed");
     assert!(attempts[0]["error"].as_str().unwrap().contains("503"));
     assert_eq!(attempts[2]["status"], "completed");
+    assert!(attempts.iter().all(|a| a["started"].is_string()), "each attempt keeps its start: {attempts:?}");
+    // The audit log says what happened: two failed attempts, then the completion.
+    let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["run_started", "attempt_failed", "attempt_failed", "step_completed", "run_completed"],
+        "{:#}",
+        show["events"]
+    );
 }
 
 #[test]

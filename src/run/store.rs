@@ -1017,7 +1017,7 @@ fn write_start(
     .execute(params![run, path, step, reads.to_string(), now])?;
     tx.get("INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)")?
         .execute(params![run, path, n, now])?;
-    attempt_started(tx, run, path, step, n, now)
+    Ok(())
 }
 
 /// A string as JSON. Event details are written as text directly, in the form (and key order)
@@ -1025,13 +1025,6 @@ fn write_start(
 /// fifth of the instructions of a `for` of HTTP GETs.
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
-}
-
-fn attempt_started(tx: &mut Statements<'_>, run: &str, path: &str, step: &str, n: i64, at_ms: i64) -> Result<()> {
-    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_started', ?3)")?.execute(
-        params![run, at_ms, format!(r#"{{"path":{},"step":{},"attempt":{n}}}"#, json_str(path), json_str(step))],
-    )?;
-    Ok(())
 }
 
 fn write_status(
@@ -1104,7 +1097,6 @@ fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<
                  VALUES (?1, ?2, ?3, 'completed', ?4, ?5)",
             )?
             .execute(params![run, path, n, at_ms, now])?;
-            attempt_started(tx, run, path, step, *n, at_ms)?;
         }
         None => {
             tx.get(
