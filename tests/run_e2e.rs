@@ -893,6 +893,8 @@ fn a_sqlite_file_that_is_not_an_orch_store_is_refused_and_left_untouched() {
     for setup in [
         "CREATE TABLE steps (run_id, seq, payload); PRAGMA user_version = 1;",
         "CREATE TABLE notes (body); PRAGMA user_version = 0;",
+        // Claims the latest version, which is checked against the list of its tables.
+        "CREATE TABLE runs (id, status); CREATE TABLE steps (run_id, path); PRAGMA user_version = 4;",
     ] {
         let o = Orchc::new();
         rusqlite::Connection::open(o.db()).unwrap().execute_batch(setup).unwrap();
