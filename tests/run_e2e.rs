@@ -672,13 +672,62 @@ fn a_store_from_an_older_orchc_is_migrated_and_keeps_its_runs() {
     assert_eq!(code, 0, "{out:#}");
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
-    // The old run keeps its audit log, and the new run's events are numbered after it.
+    // Each run's audit log is numbered within the run: the old one keeps its 14 events.
     let seqs = |run: &str| -> Vec<i64> {
         o.show(run)["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect()
     };
     let (old, new) = (seqs("d2f2fa62b623"), seqs(out["run_id"].as_str().unwrap()));
     assert_eq!(old, (1..=14).collect::<Vec<_>>());
-    assert!(new.windows(2).all(|w| w[0] < w[1]) && new[0] > 14, "{new:?}");
+    assert_eq!(new, (1..=new.len() as i64).collect::<Vec<_>>());
+    // Its steps keep their attempts (a table of their own before version 5).
+    let old = o.show("d2f2fa62b623");
+    let steps = old["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6, "{old:#}");
+    for step in steps {
+        let attempts = step["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{step:#}");
+        assert_eq!((&attempts[0]["attempt"], &attempts[0]["status"]), (&json!(1), &json!("completed")), "{step:#}");
+        assert_eq!(attempts[0]["started"], step["started"], "{step:#}");
+    }
+}
+
+/// `tests/run/stores/v4-retries.db` (its program and how it was made: `v4-retries.orch`) holds a
+/// failed run whose steps were retried, written when attempts had a table of their own. Migrated,
+/// every attempt keeps its number, status, error and times, and `retry` numbers its attempts
+/// after them.
+#[test]
+fn a_version_4_store_keeps_every_attempt_and_retry_numbers_after_them() {
+    let o = Orchc::new();
+    std::fs::copy(support::repo().join("tests/run/stores/v4-retries.db"), o.db()).unwrap();
+    let attempts = |run: &Value, step: usize| -> Vec<(i64, String, bool)> {
+        run["steps"][step]["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let error = a["error"].as_str().unwrap_or_default();
+                assert!(a["started"].is_string() && a["finished_ms"].is_i64(), "{a:#}");
+                (a["attempt"].as_i64().unwrap(), a["status"].as_str().unwrap().to_string(), error.contains("timed out"))
+            })
+            .collect()
+    };
+    let failed = |n| (n, "failed".to_string(), true);
+    let run = o.show("65bf271905e7");
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(attempts(&run, 0), vec![failed(1), (2, "completed".to_string(), false)], "{run:#}");
+    assert_eq!(attempts(&run, 1), vec![failed(1), failed(2)], "{run:#}");
+    let seqs: Vec<i64> = run["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+
+    let (code, v, out) = o.json(&["retry", "65bf271905e7"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["status"], "failed", "{v:#}");
+    let run = o.show("65bf271905e7");
+    assert_eq!(attempts(&run, 0), vec![failed(1), (2, "completed".to_string(), false)], "{run:#}");
+    assert_eq!(attempts(&run, 1), (1..=4).map(failed).collect::<Vec<_>>(), "{run:#}");
+    let seqs: Vec<i64> = run["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(seqs.len() > 6, "{seqs:?}");
 }
 
 #[test]

@@ -86,12 +86,15 @@ pub struct StepRecord {
     pub attempts: Vec<AttemptRecord>,
 }
 
-#[derive(Clone, Debug)]
+/// One attempt of a step, as its row's `attempts` list holds it.
+#[derive(Clone, Debug, serde::Deserialize)]
 pub struct AttemptRecord {
     pub n: i64,
     pub status: String,
+    #[serde(default)]
     pub error: Option<String>,
     pub started_ms: i64,
+    #[serde(default)]
     pub finished_ms: Option<i64>,
 }
 
@@ -301,10 +304,36 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE events_v4 RENAME TO events;
      CREATE INDEX events_by_run ON events(run_id, seq);
      DELETE FROM sqlite_sequence WHERE name = 'events';",
+    // 5: fewer b-trees per step. A step's attempts are a JSON list in its row, the event log is
+    // keyed by run (numbered within it) and the completion numbers are counted by the process
+    // driving the run. A step completed at its first attempt is then written to three b-trees (the
+    // step, its key, its event) rather than seven: a commit wrote twelve pages for seven steps.
+    "ALTER TABLE steps ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]';
+     UPDATE steps SET attempts = (
+        SELECT json_group_array(json_object('n', n, 'status', status, 'error', error, 'started_ms', started_ms,
+            'finished_ms', finished_ms) ORDER BY n)
+        FROM attempts a WHERE a.run_id = steps.run_id AND a.path = steps.path);
+     DROP TABLE attempts;
+     DROP INDEX steps_by_seq;
+     CREATE TABLE events_v5 (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+     INSERT INTO events_v5 (run_id, seq, at_ms, kind, detail)
+        SELECT run_id, row_number() OVER (PARTITION BY run_id ORDER BY seq), at_ms, kind, detail FROM events;
+     DROP TABLE events;
+     ALTER TABLE events_v5 RENAME TO events;",
 ];
+
+/// Appends an event to a run's log, numbered after the run's last one.
+const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, at_ms, kind, detail)
+    VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = ?1), ?2, ?3, ?4)";
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The last completion number of each run this process drives, so that a commit need not look
+    /// it up (an index for that lookup was a b-tree more to write per step). Read from the store
+    /// at a run's first completion after it is created or claimed: only its owner completes steps.
+    last_seqs: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// What a command does with the store, which decides what opening it may create or change.
@@ -418,7 +447,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         if version == latest {
-            return Ok(Some(SqliteStore { conn: Mutex::new(conn) }));
+            return Ok(Some(SqliteStore::from(conn)));
         }
         // All the migrations due in one transaction (one fsync for a new store); the version is
         // read again under the write lock, since another process may have migrated the store
@@ -436,11 +465,41 @@ impl SqliteStore {
             tx.commit()
         })
         .map_err(|e| cannot_write(name, e))?;
-        Ok(Some(SqliteStore { conn: Mutex::new(conn) }))
+        Ok(Some(SqliteStore::from(conn)))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn last_seqs(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        self.last_seqs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SqliteStore {
+    /// The number of `run`'s next completion in a batch (`seqs`: the numbers the batch gave),
+    /// after those committed before.
+    fn next_seq<'a>(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        seqs: &mut std::collections::HashMap<&'a str, i64>,
+        run: &'a str,
+    ) -> Result<i64> {
+        let last = match seqs.get(run).copied().or_else(|| self.last_seqs().get(run).copied()) {
+            Some(last) => last,
+            None => tx
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM steps WHERE run_id = ?1")?
+                .query_row(params![run], |r| r.get(0))?,
+        };
+        seqs.insert(run, last + 1);
+        Ok(last + 1)
+    }
+}
+
+impl From<Connection> for SqliteStore {
+    fn from(conn: Connection) -> SqliteStore {
+        SqliteStore { conn: Mutex::new(conn), last_seqs: Mutex::default() }
     }
 }
 
@@ -509,8 +568,7 @@ fn schema_of(conn: &Connection) -> rusqlite::Result<Vec<(String, Vec<String>)>> 
 /// checked against this list: building the schema from the migrations in memory took about a
 /// millisecond of every command. A test keeps the list equal to what the migrations build.
 const LATEST_SCHEMA: &[(&str, &[&str])] = &[
-    ("attempts", &["run_id", "path", "n", "status", "error", "started_ms", "finished_ms"]),
-    ("events", &["seq", "run_id", "at_ms", "kind", "detail"]),
+    ("events", &["run_id", "seq", "at_ms", "kind", "detail"]),
     ("inputs", &["run_id", "path", "vals", "given_ms"]),
     (
         "runs",
@@ -548,6 +606,7 @@ const LATEST_SCHEMA: &[(&str, &[&str])] = &[
             "started_ms",
             "finished_ms",
             "seq",
+            "attempts",
         ],
     ),
     (
@@ -676,10 +735,16 @@ impl Store for SqliteStore {
             ],
         )?;
         tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'run_started', ?3)",
-            params![run.id, now, serde_json::json!({"workflow": run.workflow, "inputs": run.inputs}).to_string()],
+            INSERT_EVENT,
+            params![
+                run.id,
+                now,
+                "run_started",
+                serde_json::json!({"workflow": run.workflow, "inputs": run.inputs}).to_string()
+            ],
         )?;
         tx.commit()?;
+        self.last_seqs().remove(&run.id);
         Ok(())
     }
 
@@ -781,6 +846,8 @@ impl Store for SqliteStore {
         }
         tx.execute("UPDATE runs SET owner = ?2, heartbeat_ms = ?3 WHERE id = ?1", params![id, owner, now])?;
         tx.commit()?;
+        // Another process may have completed steps of the run since this one last drove it.
+        self.last_seqs().remove(id);
         Ok(Ok(()))
     }
 
@@ -835,8 +902,7 @@ impl Store for SqliteStore {
                     )));
                 }
             }
-            // Completions are numbered in the order they are committed; the run's last number is
-            // read once per batch.
+            // Completions are numbered in the order they are committed.
             let mut seqs = std::collections::HashMap::new();
             let mut stmts = Statements { tx: &tx, prepared: vec![] };
             let mut writes = batch.iter().peekable();
@@ -848,7 +914,8 @@ impl Store for SqliteStore {
                         let ends = |c: &&StepWrite| matches!(c, StepWrite::Complete { run: r, path: p, n: m, .. } if (r, p, m) == (run, path, n));
                         if let Some(complete) = writes.next_if(ends) {
                             let start = Started { step, reads, at_ms: *at_ms };
-                            write_complete(&mut stmts, complete, Some(start), next_seq(&tx, &mut seqs, run)?)?;
+                            let seq = self.next_seq(&tx, &mut seqs, run)?;
+                            write_complete(&mut stmts, complete, Some(start), seq)?;
                             continue;
                         }
                         write_start(&mut stmts, run, path, step, *n, reads, *at_ms)?
@@ -857,12 +924,17 @@ impl Store for SqliteStore {
                         write_fail(&mut stmts, run, path, *n, *at_ms, error, *permanent)?
                     }
                     StepWrite::Complete { run, .. } => {
-                        write_complete(&mut stmts, w, None, next_seq(&tx, &mut seqs, run)?)?
+                        let seq = self.next_seq(&tx, &mut seqs, run)?;
+                        write_complete(&mut stmts, w, None, seq)?
                     }
                 }
             }
             drop(stmts);
             tx.commit()?;
+            let mut last = self.last_seqs();
+            for (run, seq) in seqs {
+                last.insert(run.to_string(), seq);
+            }
             Ok(())
         })();
         if !durable {
@@ -873,7 +945,9 @@ impl Store for SqliteStore {
 
     fn attempt_counts(&self, run: &str) -> Result<std::collections::HashMap<String, i64>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT path, max(n) FROM attempts WHERE run_id = ?1 GROUP BY path")?;
+        let mut stmt = conn.prepare(
+            "SELECT path, attempts ->> '$[#-1].n' FROM steps WHERE run_id = ?1 AND json_array_length(attempts) > 0",
+        )?;
         let rows = stmt.query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -897,8 +971,8 @@ impl Store for SqliteStore {
             params![run, path, values.to_string(), now],
         )?;
         tx.execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'input_given', ?3)",
-            params![run, now, serde_json::json!({"path": path, "values": values}).to_string()],
+            INSERT_EVENT,
+            params![run, now, "input_given", serde_json::json!({"path": path, "values": values}).to_string()],
         )?;
         tx.commit()?;
         Ok(())
@@ -936,10 +1010,7 @@ impl Store for SqliteStore {
     fn each_step(&self, run: &str, f: &mut dyn FnMut(StepRecord) -> bool) -> Result<()> {
         let conn = self.conn();
         let mut steps = conn.prepare(
-            "SELECT path, step, status, reads, outputs, error, started_ms, finished_ms FROM steps WHERE run_id = ?1 ORDER BY started_ms, rowid",
-        )?;
-        let mut attempts = conn.prepare(
-            "SELECT n, status, error, started_ms, finished_ms FROM attempts WHERE run_id = ?1 AND path = ?2 ORDER BY n",
+            "SELECT path, step, status, reads, outputs, error, started_ms, finished_ms, attempts FROM steps WHERE run_id = ?1 ORDER BY started_ms, rowid",
         )?;
         let mut rows = steps.query(params![run])?;
         while let Some(r) = rows.next()? {
@@ -953,17 +1024,8 @@ impl Store for SqliteStore {
                 error: r.get(5)?,
                 started_ms: r.get(6)?,
                 finished_ms: r.get(7)?,
-                attempts: attempts
-                    .query_map(params![run, path], |r| {
-                        Ok(AttemptRecord {
-                            n: r.get(0)?,
-                            status: r.get(1)?,
-                            error: r.get(2)?,
-                            started_ms: r.get(3)?,
-                            finished_ms: r.get(4)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?,
+                attempts: json_col(r.get(8)?, || format!("run {run}: the attempts of step `{path}`"))?
+                    .unwrap_or_default(),
                 path,
             };
             if !f(step) {
@@ -1033,10 +1095,7 @@ impl Store for SqliteStore {
     }
 
     fn event(&self, run: &str, kind: &str, detail: &Value) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![run, now_ms(), kind, detail.to_string()],
-        )?;
+        self.conn().execute(INSERT_EVENT, params![run, now_ms(), kind, detail.to_string()])?;
         Ok(())
     }
 
@@ -1071,14 +1130,24 @@ fn write_start(
     reads: &Value,
     now: i64,
 ) -> Result<()> {
+    let attempt = attempt_json(n, "running", now, None);
     tx.get(
-        "INSERT INTO steps (run_id, path, step, status, reads, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
-         ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL",
+        "INSERT INTO steps (run_id, path, step, status, reads, started_ms, attempts)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?8)
+         ON CONFLICT (run_id, path) DO UPDATE SET status = 'running', reads = ?4, error = NULL, finished_ms = NULL,
+           attempts = CASE WHEN attempts ->> '$[#-1].n' = ?6 THEN json_replace(attempts, '$[#-1]', json(?7))
+                           ELSE json_insert(attempts, '$[#]', json(?7)) END",
     )?
-    .execute(params![run, path, step, reads.to_string(), now])?;
-    tx.get("INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)")?
-        .execute(params![run, path, n, now])?;
+    .execute(params![run, path, step, reads.to_string(), now, n, attempt, format!("[{attempt}]")])?;
     Ok(())
+}
+
+/// An attempt as an element of its step's `attempts` list, written without building a `Value`.
+fn attempt_json(n: i64, status: &str, started_ms: i64, finished_ms: Option<i64>) -> String {
+    match finished_ms {
+        Some(f) => format!(r#"{{"n":{n},"status":"{status}","started_ms":{started_ms},"finished_ms":{f}}}"#),
+        None => format!(r#"{{"n":{n},"status":"{status}","started_ms":{started_ms}}}"#),
+    }
 }
 
 /// A string as JSON. Event details are written as text directly, in the form (and key order)
@@ -1102,7 +1171,7 @@ fn write_status(
         params![id, status, outputs.map(Value::to_string), error.map(Value::to_string), waiting, now],
     )?;
     tx.execute(
-        "INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        INSERT_EVENT,
         params![
             id,
             now,
@@ -1111,22 +1180,6 @@ fn write_status(
         ],
     )?;
     Ok(())
-}
-
-/// The number of the run's next completion: the last one is read once per batch, then counted.
-fn next_seq<'a>(
-    tx: &rusqlite::Transaction<'_>,
-    seqs: &mut std::collections::HashMap<&'a str, i64>,
-    run: &'a str,
-) -> Result<i64> {
-    let last = match seqs.get(run) {
-        Some(last) => *last,
-        None => tx
-            .prepare_cached("SELECT coalesce(max(seq), 0) FROM steps WHERE run_id = ?1")?
-            .query_row(params![run], |r| r.get(0))?,
-    };
-    seqs.insert(run, last + 1);
-    Ok(last + 1)
 }
 
 /// The start of an attempt written together with its completion.
@@ -1146,29 +1199,39 @@ fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<
     let compensation = compensation.as_ref().map(Value::to_string);
     match start {
         Some(Started { step, reads, at_ms }) => {
+            let attempt = attempt_json(*n, "completed", at_ms, Some(*now));
             tx.get(
-                "INSERT INTO steps (run_id, path, step, status, reads, outputs, compensation, started_ms, finished_ms, seq)
-                 VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO steps (run_id, path, step, status, reads, outputs, compensation, started_ms, finished_ms, seq, attempts)
+                 VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?7, ?8, ?9, ?12)
                  ON CONFLICT (run_id, path) DO UPDATE SET status = 'completed', reads = ?4, outputs = ?5,
-                   compensation = ?6, finished_ms = ?8, seq = ?9, error = NULL",
+                   compensation = ?6, finished_ms = ?8, seq = ?9, error = NULL,
+                   attempts = CASE WHEN attempts ->> '$[#-1].n' = ?10 THEN json_replace(attempts, '$[#-1]', json(?11))
+                                   ELSE json_insert(attempts, '$[#]', json(?11)) END",
             )?
-            .execute(params![run, path, step, reads.to_string(), outputs_text, compensation, at_ms, now, seq])?;
-            tx.get(
-                "INSERT OR REPLACE INTO attempts (run_id, path, n, status, started_ms, finished_ms)
-                 VALUES (?1, ?2, ?3, 'completed', ?4, ?5)",
-            )?
-            .execute(params![run, path, n, at_ms, now])?;
+            .execute(params![
+                run,
+                path,
+                step,
+                reads.to_string(),
+                outputs_text,
+                compensation,
+                at_ms,
+                now,
+                seq,
+                n,
+                attempt,
+                format!("[{attempt}]")
+            ])?;
         }
         None => {
             tx.get(
-                "UPDATE attempts SET status = 'completed', finished_ms = ?4 WHERE run_id = ?1 AND path = ?2 AND n = ?3",
-            )?
-            .execute(params![run, path, n, now])?;
-            tx.get(
-                "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL
+                "UPDATE steps SET status = 'completed', outputs = ?3, compensation = ?4, finished_ms = ?5, seq = ?6, error = NULL,
+                   attempts = CASE WHEN attempts ->> '$[#-1].n' = ?7
+                                   THEN json_set(attempts, '$[#-1].status', 'completed', '$[#-1].finished_ms', ?5)
+                                   ELSE attempts END
                  WHERE run_id = ?1 AND path = ?2",
             )?
-            .execute(params![run, path, outputs_text, compensation, now, seq])?;
+            .execute(params![run, path, outputs_text, compensation, now, seq, n])?;
         }
     }
     for sub in subscriptions {
@@ -1189,9 +1252,12 @@ fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<
             now
         ])?;
     }
-    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'step_completed', ?3)")?.execute(
-        params![run, now, format!(r#"{{"path":{},"attempt":{n},"outputs":{outputs_text}}}"#, json_str(path))],
-    )?;
+    tx.get(INSERT_EVENT)?.execute(params![
+        run,
+        now,
+        "step_completed",
+        format!(r#"{{"path":{},"attempt":{n},"outputs":{outputs_text}}}"#, json_str(path))
+    ])?;
     if let Some(undone) = undoes {
         tx.get("UPDATE steps SET status = 'compensated' WHERE run_id = ?1 AND path = ?2")?
             .execute(params![run, undone])?;
@@ -1208,19 +1274,23 @@ fn write_fail(
     error: &str,
     permanent: bool,
 ) -> Result<()> {
-    tx.get("UPDATE attempts SET status = 'failed', error = ?4, finished_ms = ?5 WHERE run_id = ?1 AND path = ?2 AND n = ?3")?
-        .execute(params![run, path, n, error, now])?;
+    tx.get(
+        "UPDATE steps SET attempts = CASE WHEN attempts ->> '$[#-1].n' = ?3
+             THEN json_set(attempts, '$[#-1].status', 'failed', '$[#-1].error', ?4, '$[#-1].finished_ms', ?5)
+             ELSE attempts END
+         WHERE run_id = ?1 AND path = ?2",
+    )?
+    .execute(params![run, path, n, error, now])?;
     if permanent {
         tx.get("UPDATE steps SET status = 'failed', error = ?3, finished_ms = ?4 WHERE run_id = ?1 AND path = ?2")?
             .execute(params![run, path, error, now])?;
     }
-    tx.get("INSERT INTO events (run_id, at_ms, kind, detail) VALUES (?1, ?2, 'attempt_failed', ?3)")?.execute(
-        params![
-            run,
-            now,
-            serde_json::json!({"path": path, "attempt": n, "error": error, "permanent": permanent}).to_string()
-        ],
-    )?;
+    tx.get(INSERT_EVENT)?.execute(params![
+        run,
+        now,
+        "attempt_failed",
+        serde_json::json!({"path": path, "attempt": n, "error": error, "permanent": permanent}).to_string()
+    ])?;
     Ok(())
 }
 
