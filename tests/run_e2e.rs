@@ -963,6 +963,39 @@ fn a_sqlite_file_that_is_not_an_orch_store_is_refused_and_left_untouched() {
     }
 }
 
+/// A new store is built beside its path and linked into place whole (two fsyncs rather than the
+/// eight of setting it up in place): after a run in a new folder there is the store and nothing
+/// else, in WAL mode at the latest schema version, holding the run. An empty file at the path,
+/// which a link never replaces, is set up in place.
+#[test]
+fn a_new_store_is_linked_into_place_whole() {
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let o = Orchc::new();
+    let check = |db: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchc"))
+            .args(["run", hello.to_str().unwrap(), "--db"])
+            .arg(db)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let get = |sql: &str| -> String {
+            conn.query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0)).map(|v| format!("{v:?}")).unwrap()
+        };
+        assert_eq!(get("PRAGMA journal_mode"), "Text(\"wal\")");
+        assert_eq!(get("PRAGMA user_version"), "Integer(5)");
+        assert_eq!(get("SELECT count(*) FROM runs WHERE status = 'completed'"), "Integer(1)");
+    };
+    let folder = o.dir.path().join("new/folder");
+    check(&folder.join("state.db"));
+    let files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("state.db")]);
+
+    let empty = o.dir.path().join("empty.db");
+    std::fs::File::create(&empty).unwrap();
+    check(&empty);
+}
+
 /// Commands that read or continue runs create nothing: no folders, no store.
 #[test]
 fn commands_that_read_a_store_never_create_one() {
