@@ -349,9 +349,9 @@ fn a_for_killed_mid_way_repeats_no_stored_iteration() {
             repeated.push(i);
         }
     }
-    // In flight or done but not yet on disk: at most twice the limit (docs/running.md).
+    // In flight or done but not yet on disk: at most three times the limit (docs/running.md).
     assert!(repeated.contains(&20), "the iteration in flight ran again");
-    assert!(repeated.len() <= 8, "{} iterations ran again: {repeated:?}", repeated.len());
+    assert!(repeated.len() <= 12, "{} iterations ran again: {repeated:?}", repeated.len());
 }
 
 #[test]

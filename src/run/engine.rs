@@ -166,7 +166,7 @@ impl Engine {
     /// Unordered, so that a slow iteration does not hold the slots of the ones after it.
     ///
     /// An iteration's slot is free once its body has run: its last completions are made durable
-    /// while the next iterations run (they cannot read them). At most `2 * limit` iterations are
+    /// while the next iterations run (they cannot read them). At most `3 * limit` iterations are
     /// running or waiting for the disk, which bounds what a crash makes run again; the `for` ends
     /// only when all of them are on disk (docs/running.md, "`for` iterations and the disk").
     #[allow(clippy::too_many_arguments)]
@@ -187,7 +187,7 @@ impl Engine {
         let mut committing = FuturesUnordered::new();
         let mut results = vec![];
         loop {
-            while running.len() < limit && running.len() + committing.len() < 2 * limit {
+            while running.len() < limit && running.len() + committing.len() < 3 * limit {
                 let Some((i, x)) = elements.next() else { break };
                 let mut st = state.clone();
                 st.insert(var.to_string(), x);
