@@ -479,9 +479,9 @@ impl SqliteStore {
         if version == latest {
             return Ok(Some(SqliteStore::from(conn)));
         }
-        // All the migrations due in one transaction (one fsync for a new store); the version is
-        // read again under the write lock, since another process may have migrated the store
-        // since it was read above.
+        // All the migrations due in one transaction (a store set up in place, empty, gets the latest
+        // schema at once: one fsync); the version is read again under the write lock, since
+        // another process may have migrated the store since it was read above.
         when_free(|| {
             let tx = write_tx(&conn)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -509,9 +509,7 @@ impl SqliteStore {
     fn last_seqs(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, i64>> {
         self.last_seqs.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl SqliteStore {
     /// The number of `run`'s next completion in a batch (`seqs`: the numbers the batch gave),
     /// after those committed before.
     fn next_seq<'a>(
