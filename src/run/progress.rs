@@ -23,6 +23,9 @@ pub struct Progress {
 struct Plain {
     text: String,
     written: Instant,
+    /// The `HH:MM:SS ` (UTC) that starts the lines of one second, with that second since the
+    /// epoch: formatted once a second rather than once a line.
+    stamp: (u64, String),
 }
 
 const PLAIN_EVERY: Duration = Duration::from_millis(50);
@@ -44,6 +47,7 @@ impl Progress {
         let plain = Arc::new(Mutex::new(Plain {
             text: String::new(),
             written: Instant::now().checked_sub(PLAIN_EVERY).unwrap_or_else(Instant::now),
+            stamp: (u64::MAX, String::new()),
         }));
         if live.is_none() && !quiet {
             // Writes what waits in `plain` every `PLAIN_EVERY`, until the progress is dropped.
@@ -69,10 +73,16 @@ impl Progress {
                 let _ = mp.println(text.to_string());
             }
             None => {
-                let now = time::OffsetDateTime::now_utc();
-                let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let mut guard = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+                let plain = &mut *guard;
+                if plain.stamp.0 != now {
+                    let t = now % 86_400;
+                    plain.stamp = (now, format!("{:02}:{:02}:{:02} ", t / 3600, t / 60 % 60, t % 60));
+                }
+                plain.text.push_str(&plain.stamp.1);
                 use std::fmt::Write;
-                let _ = writeln!(plain.text, "{:02}:{:02}:{:02} {text}", now.hour(), now.minute(), now.second());
+                let _ = writeln!(plain.text, "{text}");
                 if plain.written.elapsed() >= PLAIN_EVERY {
                     plain.write();
                 }
