@@ -1203,7 +1203,7 @@ fn write_start(
            attempts = CASE WHEN attempts ->> '$[#-1].n' = ?6 THEN json_replace(attempts, '$[#-1]', json(?7))
                            ELSE json_insert(attempts, '$[#]', json(?7)) END",
     )?
-    .execute(params![run, path, step, reads.to_string(), now, n, attempt, format!("[{attempt}]")])?;
+    .execute(params![run, path, step, json_text(reads), now, n, attempt, format!("[{attempt}]")])?;
     Ok(())
 }
 
@@ -1220,6 +1220,12 @@ fn attempt_json(n: i64, status: &str, started_ms: i64, finished_ms: Option<i64>)
 /// fifth of the instructions of a `for` of HTTP GETs.
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
+}
+
+/// A value as JSON text, serialized into a buffer directly: `to_string` (`Display`) passes every
+/// token through a formatter, which cost the write path 3% more instructions.
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn write_status(
@@ -1260,8 +1266,8 @@ fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<
     let StepWrite::Complete { run, path, n, at_ms: now, outputs, compensation, subscriptions, undoes } = w else {
         return Ok(());
     };
-    let outputs_text = outputs.to_string();
-    let compensation = compensation.as_ref().map(Value::to_string);
+    let outputs_text = json_text(outputs);
+    let compensation = compensation.as_ref().map(json_text);
     match start {
         Some(Started { step, reads, at_ms }) => {
             let attempt = attempt_json(*n, "completed", at_ms, Some(*now));
@@ -1277,7 +1283,7 @@ fn write_complete(tx: &mut Statements<'_>, w: &StepWrite, start: Option<Started<
                 run,
                 path,
                 step,
-                reads.to_string(),
+                json_text(reads),
                 outputs_text,
                 compensation,
                 at_ms,
