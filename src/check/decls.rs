@@ -551,7 +551,7 @@ impl Checker {
         let sig = self.sigs.get(&qname)?.clone();
         let mut params = vec![];
         for (p, sp) in s.params.iter().zip(&sig.params) {
-            let default = p.default.as_ref().map(|d| self.const_expr(m, d, &sp.ty, p.ty.span));
+            let default = p.default.as_ref().map(|d| Box::new(self.const_expr(m, d, &sp.ty, p.ty.span)));
             params.push(ir::Param { name: sp.name.clone(), ty: sp.ty.clone(), default });
         }
         let mut retry = ir::RetryPolicy::default();
@@ -759,7 +759,7 @@ impl Checker {
         let sig = self.sigs.get(&qname)?.clone();
         let mut params = vec![];
         for (p, sp) in w.params.iter().zip(&sig.params) {
-            let default = p.default.as_ref().map(|d| self.const_expr(m, d, &sp.ty, p.ty.span));
+            let default = p.default.as_ref().map(|d| Box::new(self.const_expr(m, d, &sp.ty, p.ty.span)));
             params.push(ir::Param { name: sp.name.clone(), ty: sp.ty.clone(), default });
         }
         let flow = self.workflow_flow(m, w, &sig)?;

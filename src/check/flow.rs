@@ -673,7 +673,7 @@ impl Checker {
         let mut args = vec![];
         for p in &sig.params {
             if let Some(v) = explicit.remove(&p.name) {
-                args.push((p.name.clone(), ir::ArgSource::Expr(v)));
+                args.push((p.name.clone(), ir::ArgSource::Expr(Box::new(v))));
                 continue;
             }
             match state.get(&p.name).cloned() {

@@ -122,7 +122,8 @@ pub struct EnvironmentDef {
 pub struct Param {
     pub name: String,
     pub ty: Type,
-    pub default: Option<Expr>,
+    /// Boxed: most parameters have none, and an expression is large inline.
+    pub default: Option<Box<Expr>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,8 +301,8 @@ impl CallTarget {
 pub enum ArgSource {
     /// The state key of this name.
     Key(String),
-    /// An explicit `p: EXPR` evaluated over the state.
-    Expr(Expr),
+    /// An explicit `p: EXPR` evaluated over the state (boxed: most arguments are keys).
+    Expr(Box<Expr>),
     /// The parameter's default (from `Param::default`), because the state has no such key.
     Default,
     /// The state key, which is optional at this point; the default applies when it is absent.

@@ -75,8 +75,6 @@ pub struct Item {
     pub span: Span,
 }
 
-// A file has few items; boxing the large ones would only add noise to every match.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum ItemKind {
     Use(UseDecl),
@@ -87,8 +85,9 @@ pub enum ItemKind {
     Lifecycle(LifecycleDecl),
     Block(BlockDecl),
     Product(ProductDecl),
-    Step(StepDecl),
-    Workflow(WorkflowDecl),
+    // Boxed: a step is over 1 KB inline, and a program of 100,000 lines holds thousands of items.
+    Step(Box<StepDecl>),
+    Workflow(Box<WorkflowDecl>),
     Environment(EnvironmentDecl),
 }
 
@@ -229,7 +228,8 @@ pub struct RecordTypeField {
 pub struct Param {
     pub name: Ident,
     pub ty: TypeExpr,
-    pub default: Option<Expr>,
+    /// Boxed, like the clauses of a step: most parameters have none.
+    pub default: Option<Box<Expr>>,
     pub span: Span,
 }
 
@@ -249,12 +249,13 @@ pub struct StepDecl {
     pub outputs: Vec<Output>,
     /// Span of the `-> (...)` output list, for diagnostics about outputs as a whole.
     pub outputs_span: Span,
-    pub retry: Option<RetryClause>,
-    pub timeout: Option<Clause<Expr>>,
-    pub poll: Option<PollClause>,
+    // The clauses are boxed: most steps have none, and inline they made a step over 1 KB.
+    pub retry: Option<Box<RetryClause>>,
+    pub timeout: Option<Box<Clause<Expr>>>,
+    pub poll: Option<Box<PollClause>>,
     pub compensate: Option<Clause<Path>>,
     /// The prompt string of an input step.
-    pub prompt: Option<Expr>,
+    pub prompt: Option<Box<Expr>>,
     /// `None` for input steps.
     pub body: Option<Block>,
 }

@@ -525,7 +525,7 @@ impl<'s> Builder<'s> {
                 })?;
                 ItemKind::Environment(EnvironmentDecl { name, overrides })
             }
-            Rule::step_decl => ItemKind::Step(self.step(inner)?),
+            Rule::step_decl => ItemKind::Step(Box::new(self.step(inner)?)),
             Rule::workflow_decl => {
                 inner.next();
                 let name = self.ident(inner.next().expect("workflow name"));
@@ -538,7 +538,7 @@ impl<'s> Builder<'s> {
                     Some(flow) => self.flow(flow)?,
                     None => Flow { kind: FlowKind::Seq(vec![]), span: body_span },
                 };
-                ItemKind::Workflow(WorkflowDecl { name, params, outputs, outputs_span, body, body_span })
+                ItemKind::Workflow(Box::new(WorkflowDecl { name, params, outputs, outputs_span, body, body_span }))
             }
             other => unreachable!("not an item rule: {other:?}"),
         };
@@ -600,11 +600,11 @@ impl<'s> Builder<'s> {
                             factor = Some(self.literal(c.next().expect("factor"))?);
                         }
                     }
-                    step.retry = Some(RetryClause { attempts, backoff, factor, span });
+                    step.retry = Some(Box::new(RetryClause { attempts, backoff, factor, span }));
                 }
                 Rule::timeout_clause => {
                     let value = self.literal(clause.into_inner().nth(1).expect("timeout value"))?;
-                    step.timeout = Some(Clause { value, span });
+                    step.timeout = Some(Box::new(Clause { value, span }));
                 }
                 Rule::poll_clause => {
                     let mut c = clause.into_inner();
@@ -617,7 +617,7 @@ impl<'s> Builder<'s> {
                         Some(p) => Some(self.literal(p)?),
                         None => None,
                     };
-                    step.poll = Some(PollClause { every, until, within, span });
+                    step.poll = Some(Box::new(PollClause { every, until, within, span }));
                 }
                 Rule::compensate_clause => {
                     let value = self.path(clause.into_inner().nth(1).expect("compensate target"));
@@ -639,7 +639,7 @@ impl<'s> Builder<'s> {
                             "expected the step's body `{ ... }`; only an `input step` has a prompt string",
                         ));
                     }
-                    step.prompt = Some(self.expr_from_string(clause)?);
+                    step.prompt = Some(Box::new(self.expr_from_string(clause)?));
                 }
                 other => unreachable!("not a step clause: {other:?}"),
             }
@@ -661,7 +661,7 @@ impl<'s> Builder<'s> {
                 let name = self.ident(f.next().expect("param name"));
                 let ty = self.type_expr(f.next().expect("param type"))?;
                 let default = match f.next() {
-                    Some(d) => Some(self.expr(d)?),
+                    Some(d) => Some(Box::new(self.expr(d)?)),
                     None => None,
                 };
                 Ok(Param { name, ty, default, span })
