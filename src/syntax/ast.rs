@@ -85,7 +85,8 @@ pub enum ItemKind {
     Lifecycle(LifecycleDecl),
     Block(BlockDecl),
     Product(ProductDecl),
-    // Boxed: a step is over 1 KB inline, and a program of 100,000 lines holds thousands of items.
+    // Boxed: steps and workflows are several times the size of the other items, and a program of
+    // 100,000 lines holds thousands of items.
     Step(Box<StepDecl>),
     Workflow(Box<WorkflowDecl>),
     Environment(EnvironmentDecl),
