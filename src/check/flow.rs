@@ -65,7 +65,7 @@ const FLOW_PLACE: &str = "a workflow's flow";
 
 impl Checker {
     pub(super) fn workflow_flow(&mut self, m: ModId, w: &ast::WorkflowDecl, sig: &Sig) -> Option<ir::Flow> {
-        let mut state = State::new();
+        let mut state = State::default();
         for p in &w.params {
             if let Some(sp) = sig.params.iter().find(|s| s.name == p.name.name) {
                 state.insert(

@@ -19,7 +19,7 @@ use indexmap::IndexMap;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub type State = IndexMap<String, Value>;
+pub type State = IndexMap<String, Value, foldhash::fast::RandomState>;
 
 /// Why a flow stopped before its end.
 #[derive(Debug)]
@@ -301,7 +301,7 @@ impl Engine {
         params: &[Param],
         state: &State,
     ) -> Result<State, StepError> {
-        let mut out = State::new();
+        let mut out = State::default();
         for (name, src) in call_args {
             let param = params.iter().find(|p| &p.name == name);
             let default = || async {

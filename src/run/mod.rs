@@ -186,7 +186,7 @@ fn parse_inputs(
     store: &dyn Store,
 ) -> Result<(State, Vec<String>), RunError> {
     let wf = &program.workflows[workflow];
-    let mut state = State::new();
+    let mut state = State::default();
     let mut subscriptions = vec![];
     for (k, _) in req_inputs {
         if !wf.params.iter().any(|p| &p.name == k) {
