@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CONCURRENCY: usize = 16;
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
 
 /// `orchc` as cargo built it for this target: with the bench profile under `cargo bench`.
 fn orchc() -> std::path::PathBuf {
