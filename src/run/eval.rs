@@ -123,13 +123,15 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
             leaf(ctx, locals, e).unwrap_or(Value::Null)
         }
         K::Interp(parts) => {
-            let mut out = String::new();
+            // Sized once for the usual case (its text and short values), not grown part by part.
+            let texts: usize = parts.iter().map(|p| if let InterpPart::Text(t) = p { t.len() } else { 16 }).sum();
+            let mut out = String::with_capacity(texts);
             for p in parts {
                 match p {
                     InterpPart::Text(t) => out.push_str(t),
                     InterpPart::Expr(x) => {
                         let v = eval(ctx, locals, x).await?;
-                        out.push_str(&to_text(&v, &x.ty));
+                        value::push_text(&mut out, &v, &x.ty);
                     }
                 }
             }

@@ -15,14 +15,27 @@ pub fn is_subscription(v: &Value) -> bool {
 
 /// Text of a value, as `str(x)` and `${x}` give it.
 pub fn to_text(v: &Value, ty: &Type) -> String {
+    let mut out = String::new();
+    push_text(&mut out, v, ty);
+    out
+}
+
+/// Appends `v` as text (see `to_text`) to `out`, without a string of its own: how `"${...}"`
+/// builds its string.
+pub fn push_text(out: &mut String, v: &Value, ty: &Type) {
+    use std::fmt::Write;
     match (v, ty.unwrap_optional()) {
-        (Value::Null, _) => "none".into(),
-        (Value::String(s), _) => s.clone(),
-        (Value::Number(n), Type::Duration) => format_duration(n.as_u64().unwrap_or(0)),
-        (Value::Number(n), _) => n.to_string(),
-        (Value::Bool(b), _) => b.to_string(),
-        (v, _) if is_subscription(v) => v["id"].as_str().unwrap_or_default().to_string(),
-        (v, _) => v.to_string(),
+        (Value::Null, _) => out.push_str("none"),
+        (Value::String(s), _) => out.push_str(s),
+        (Value::Number(n), Type::Duration) => out.push_str(&format_duration(n.as_u64().unwrap_or(0))),
+        (Value::Number(n), _) => {
+            let _ = write!(out, "{n}");
+        }
+        (Value::Bool(b), _) => out.push_str(if *b { "true" } else { "false" }),
+        (v, _) if is_subscription(v) => out.push_str(v["id"].as_str().unwrap_or_default()),
+        (v, _) => {
+            let _ = write!(out, "{v}");
+        }
     }
 }
 
@@ -267,4 +280,25 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
 /// A conversion failure as a step error.
 pub fn conversion_error(message: String) -> StepError {
     StepError::coded(Code::RunConversion, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_text_the_way_interpolation_shows_them() {
+        let text = |v: Value, ty: Type| to_text(&v, &ty);
+        assert_eq!(text(json!(42), Type::Int), "42");
+        assert_eq!(text(json!(-7), Type::Int), "-7");
+        assert_eq!(text(json!(2.5), Type::Float), "2.5");
+        assert_eq!(text(json!(90_000), Type::Duration), "90s");
+        assert_eq!(text(json!(true), Type::Bool), "true");
+        assert_eq!(text(Value::Null, Type::Optional(Box::new(Type::Int))), "none");
+        assert_eq!(text(json!("eu-1"), Type::Str), "eu-1");
+        assert_eq!(text(json!([1, 2]), Type::List(Box::new(Type::Int))), "[1,2]");
+        let mut out = String::from("id ");
+        push_text(&mut out, &json!(7), &Type::Int);
+        assert_eq!(out, "id 7", "appended to what is there");
+    }
 }
