@@ -301,7 +301,7 @@ impl Engine {
         params: &[Param],
         state: &State,
     ) -> Result<State, StepError> {
-        let mut out = State::default();
+        let mut out = State::with_capacity_and_hasher(call_args.len(), Default::default());
         for (name, src) in call_args {
             let param = params.iter().find(|p| &p.name == name);
             let default = || async {

@@ -138,7 +138,7 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
             Value::String(out)
         }
         K::Record(fields) => {
-            let mut m = Map::new();
+            let mut m = Map::with_capacity(fields.len());
             for (k, x) in fields {
                 let v = eval(ctx, locals, x).await?;
                 m.insert(k.clone(), v);
@@ -708,7 +708,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
     }
     let json_body = serde_json::from_str(&body).unwrap_or(Value::Null);
     // Built in place: `json!` would copy the headers and the body.
-    let mut response = Map::new();
+    let mut response = Map::with_capacity(4);
     response.insert("status".into(), status.into());
     response.insert("headers".into(), Value::Object(headers));
     response.insert("body".into(), Value::String(body));
