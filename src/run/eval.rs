@@ -680,7 +680,7 @@ async fn http(ctx: &Ctx, method: HttpMethod, vals: &[Option<Value>]) -> Result<V
         }
     })?;
     let status = resp.status().as_u16();
-    let mut headers = Map::new();
+    let mut headers = Map::with_capacity(resp.headers().len());
     for (k, v) in resp.headers() {
         headers.insert(k.to_string(), Value::String(ctx.redactor.text(v.to_str().unwrap_or_default().to_string())));
     }
