@@ -71,7 +71,14 @@ pub fn eval<'a>(ctx: &'a Ctx, locals: &'a mut Locals, e: &'a Expr) -> Eval<'a> {
 /// `none` or an error).
 fn leaf(ctx: &Ctx, locals: &Locals, e: &Expr) -> Option<Value> {
     Some(match &e.kind {
-        K::Lit(l) => literal(l),
+        K::Lit(l) => match l {
+            Literal::None => Value::Null,
+            Literal::Bool(b) => json!(b),
+            Literal::Int(i) => json!(i),
+            Literal::Float(f) => json!(f),
+            Literal::Str(s) => json!(s),
+            Literal::Duration(d) => json!(d),
+        },
         K::Local(name) => locals.get(name).cloned().unwrap_or(Value::Null),
         K::Config(name) => ctx.configs.get(name).cloned().unwrap_or(Value::Null),
         K::Secret(name) => ctx.secrets.get(name).map(|s| json!(s)).unwrap_or(Value::Null),
@@ -80,17 +87,6 @@ fn leaf(ctx: &Ctx, locals: &Locals, e: &Expr) -> Option<Value> {
         K::Field(..) => place(locals, e)?.clone(),
         _ => return None,
     })
-}
-
-fn literal(l: &Literal) -> Value {
-    match l {
-        Literal::None => Value::Null,
-        Literal::Bool(b) => json!(b),
-        Literal::Int(i) => json!(i),
-        Literal::Float(f) => json!(f),
-        Literal::Str(s) => json!(s),
-        Literal::Duration(d) => json!(d),
-    }
 }
 
 async fn eval_block(ctx: &Ctx, locals: &mut Locals, b: &ir::Block) -> Result<Value, StepError> {
@@ -152,13 +148,11 @@ async fn eval_inner(ctx: &Ctx, locals: &mut Locals, e: &Expr) -> Result<Value, S
             }
             Value::Array(out)
         }
-        K::Field(base, f) => match place(locals, e) {
-            Some(v) => v.clone(),
-            None => {
-                let b = eval(ctx, locals, base).await?;
-                field(&b, f)
-            }
-        },
+        // `eval` has read it in place when it could (`leaf`): here the base must be evaluated.
+        K::Field(base, f) => {
+            let b = eval(ctx, locals, base).await?;
+            field(&b, f)
+        }
         K::Index(base, i) => {
             let b = eval(ctx, locals, base).await?;
             let i = eval(ctx, locals, i).await?;
