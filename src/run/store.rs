@@ -476,6 +476,13 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The WAL is copied into the database and started again from its beginning every 128
+        // pages (512 KB) rather than SQLite's 1,000 (4 MB, more than a run of 1,000 steps writes):
+        // commits are written over the same few blocks instead of growing the file, and closing
+        // the store copies and deletes a small WAL instead of one of several megabytes. A `for`
+        // of 1,000 HTTP steps takes 0.92 of the time, on disk and on tmpfs alike; a chain of 1,000
+        // steps is unchanged (README, performance).
+        conn.pragma_update(None, "wal_autocheckpoint", 128)?;
         if version == latest {
             return Ok(Some(SqliteStore::from(conn)));
         }
