@@ -631,3 +631,35 @@ impl Builtin {
         Builtin::ALL.iter().copied().find(|b| b.name() == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The waits between attempts of a step declared with `clauses`, as the checker builds its
+    /// policy: `min(MAX, MIN * F^(k-1))` after attempt k (section 6).
+    fn waits(clauses: &str) -> (u32, Vec<u64>) {
+        let src = format!(
+            "step s() -> (ok: Bool)\n  {clauses}\n{{\n  {{ ok: true }}\n}}\nworkflow w() -> (ok: Bool) {{\n  s\n}}\n"
+        );
+        let checked = crate::check::check_source("backoff.orch", &src, std::path::Path::new("."));
+        let program = checked.program.unwrap_or_else(|| panic!("{clauses}: {:?}", checked.diagnostics));
+        let retry = &program.steps["s"].retry;
+        (retry.attempts, (1..retry.attempts).map(|k| retry.delay_after(k)).collect())
+    }
+
+    #[test]
+    fn retries_wait_by_the_backoff_formula_of_section_6() {
+        // Defaults: MIN = 1s, MAX = 60s, F = 2.0, no jitter.
+        assert_eq!(waits("retry 9"), (9, vec![1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]));
+        assert_eq!(waits("retry 4 backoff 200ms..5s"), (4, vec![200, 400, 800]));
+        // The factor, and the cap reached before the growth would pass it.
+        assert_eq!(waits("retry 4 backoff 200ms..500ms factor 3"), (4, vec![200, 500, 500]));
+        assert_eq!(waits("retry 4 backoff 100ms..1s factor 1.5"), (4, vec![100, 150, 225]));
+        assert_eq!(waits("retry 3 backoff 2s..2s factor 1"), (3, vec![2_000, 2_000]));
+        // One attempt without `retry`: no wait at all.
+        assert_eq!(waits(""), (1, vec![]));
+        // Growth past what a float holds (10^6^199) still waits MAX.
+        let (attempts, long) = waits("retry 200 backoff 1s..1m factor 1000000");
+        assert_eq!((attempts, long[0], long.len()), (200, 1_000, 199));
+        assert!(long[1..].iter().all(|&w| w == 60_000), "{long:?}");
+    }
+}
