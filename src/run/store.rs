@@ -1443,6 +1443,34 @@ mod tests {
         out
     }
 
+    /// Commits are durable (`synchronous=FULL` on a WAL), also after a batch of attempt starts
+    /// only, which is committed without fsync, has failed half-way.
+    #[test]
+    fn a_store_commits_durably_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let pragma = |name: &str| -> String {
+            let conn = store.conn();
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        let settings = || ["journal_mode", "synchronous", "wal_autocheckpoint", "foreign_keys"].map(pragma);
+        let expected = ["Text(\"wal\")", "Integer(2)", "Integer(128)", "Integer(1)"];
+        assert_eq!(settings(), expected);
+        // A run this process does not own: the write is refused inside its transaction.
+        let start = StepWrite::Start {
+            run: "r1".into(),
+            path: "s@1".into(),
+            step: "s".into(),
+            n: 1,
+            reads: Value::Null,
+            at_ms: 0,
+        };
+        assert!(matches!(store.write("me", &[start]), Err(RunError::Busy(_))));
+        assert_eq!(settings(), expected, "a failed batch of starts left the store without fsync");
+    }
+
     #[test]
     fn a_new_store_has_the_schema_the_migrations_build() {
         let migrated = Connection::open_in_memory().unwrap();
