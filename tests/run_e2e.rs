@@ -87,6 +87,165 @@ fn retries_wait_by_the_backoff_formula_and_then_succeed() {
     );
 }
 
+/// The factor and the cap are applied, and the waits are not longer than the formula says: with
+/// `backoff 250ms..400ms factor 4` the second wait is capped at 400ms (uncapped, 1s), and a wait
+/// taken one exponent too far (1s, then 400ms) would show in the first.
+#[test]
+fn retry_waits_grow_by_the_factor_up_to_the_cap() {
+    let server =
+        Server::start(|_, n| if n < 2 { Reply::status(503, "busy") } else { Reply::json(json!({"count": 7})) });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/retry_cap.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["devices"], 7);
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    // Upper bounds leave 350 ms for a slow machine; the mistakes they catch are 600 ms off.
+    for (gap, wait) in [(hits[1].at - hits[0].at, 250), (hits[2].at - hits[1].at, 400)] {
+        let wait = Duration::from_millis(wait);
+        assert!(gap >= wait && gap < wait + Duration::from_millis(350), "waited {gap:?}, the formula says {wait:?}");
+    }
+}
+
+/// A step whose retries run out fails with the last attempt's number and the line of the failing
+/// call, in `--json` and in the report a person reads.
+#[test]
+fn a_failure_after_the_last_retry_names_its_attempt_and_line() {
+    let server = Server::start(|_, _| Reply::status(503, "still busy"));
+    let o = Orchc::new();
+    let (code, v, _) = o.json(&["run", "tests/run/retry_cap.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 1);
+    assert_eq!(server.hits().len(), 3, "three attempts in all");
+    assert_eq!(v["error"]["step"], "fetch_inventory");
+    assert_eq!(v["error"]["attempt"], 3);
+    assert_eq!(v["error"]["file"], "tests/run/retry_cap.orch");
+    assert_eq!(v["error"]["line"], 7);
+    let out = o.run(&["run", "tests/run/retry_cap.orch", "--config", &cfg(&server)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("(step `fetch_inventory`, attempt 3, tests/run/retry_cap.orch:7)"), "{}", text(&out));
+}
+
+/// Entering a state whose required fields are not all set fails the step with
+/// `orch::run::lifecycle_fields`, naming them; the subscription keeps its state.
+#[test]
+fn a_transition_without_the_fields_its_state_requires_fails() {
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/lifecycle_fields.orch"]);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"]["code"], "orch::run::lifecycle_fields");
+    assert!(v["error"]["message"].as_str().unwrap().contains("`node.ims_id` must be set"), "{v}");
+    assert_eq!(v["error"]["step"], "register");
+    assert_eq!(v["error"]["line"], 18);
+    let show = o.show(v["run_id"].as_str().unwrap());
+    assert_eq!(show["steps"][1]["attempts"].as_array().unwrap().len(), 1, "the failure is permanent");
+    let subs: Value = serde_json::from_slice(&o.run(&["subscriptions", "--json"]).stdout).unwrap();
+    assert_eq!(subs.as_array().unwrap().len(), 1);
+    assert_eq!(subs[0]["state"], "initial");
+    assert_eq!(subs[0]["version"], 1);
+}
+
+/// `http.*`: a 429 fails the attempt as retryable, as a 5xx does; the `timeout:` argument cuts a
+/// request off, also a retryable failure.
+#[test]
+fn http_retries_a_429_and_a_request_past_its_timeout() {
+    let server = Server::start(|hit, n| match (hit.path.as_str(), n) {
+        ("/throttled", 0) => Reply::status(429, "slow down"),
+        ("/slow", 0) => Reply::ok("late").after(Duration::from_secs(3)),
+        ("/slow", _) => Reply::ok("in time"),
+        _ => Reply::ok("fine"),
+    });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/http_limits.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"status": 200, "body": "in time"}));
+    assert_eq!(server.count("GET", "/throttled"), 2);
+    assert_eq!(server.count("GET", "/slow"), 2);
+    let show = o.show(v["run_id"].as_str().unwrap());
+    let attempts = |i: usize| show["steps"][i]["attempts"].as_array().unwrap().clone();
+    let throttled = attempts(0);
+    assert_eq!(throttled[0]["status"], "failed");
+    assert!(throttled[0]["error"].as_str().unwrap().contains("HTTP 429"), "{throttled:?}");
+    let slow = attempts(1);
+    assert_eq!(slow[0]["status"], "failed");
+    let took = slow[0]["duration_ms"].as_i64().unwrap();
+    assert!((300..2_000).contains(&took), "the first request was cut off after {took} ms, not at its 300ms timeout");
+    assert_eq!(slow[1]["status"], "completed");
+}
+
+/// `show RUN` without `--json`: the run, then each step with its attempts, their times and
+/// errors, and its outputs; times, ids and the server's address are normalised for the snapshot.
+#[test]
+fn show_prints_a_timeline_of_steps_and_attempts() {
+    let server =
+        Server::start(|_, n| if n < 2 { Reply::status(503, "busy") } else { Reply::json(json!({"count": 42})) });
+    let o = Orchc::new();
+    let (code, v, out) = o.json(&["run", "tests/run/retry.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let run = v["run_id"].as_str().unwrap();
+    let hash = o.show(run)["program_hash"].as_str().unwrap()[..12].to_string();
+    let out = o.run(&["show", run]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown =
+        String::from_utf8(out.stdout).unwrap().replace(run, "RUN").replace(&hash, "HASH").replace(&server.url, "API");
+    // Token by token, so that the columns' spacing stays as printed.
+    let is_time = |t: &str| t.len() >= 20 && t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T';
+    let is_took = |t: &str| {
+        let number = t.trim_end_matches("ms").trim_end_matches('s');
+        number != t && !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+    };
+    let normalised: Vec<String> = shown
+        .lines()
+        .map(|line| {
+            let tokens: Vec<&str> = line
+                .split(' ')
+                .map(|t| {
+                    if is_time(t) {
+                        "TIME"
+                    } else if is_took(t) {
+                        "TOOK"
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            tokens.join(" ")
+        })
+        .collect();
+    insta::assert_snapshot!(normalised.join("\n"));
+}
+
+/// `idempotency_key()` is the same for every attempt of one step in one run, and differs from one
+/// step to another and from one run to the next.
+#[test]
+fn idempotency_keys_hold_across_attempts_and_differ_between_steps_and_runs() {
+    let server = Server::start(|_, n| if n < 2 { Reply::status(503, "busy") } else { Reply::ok("{}") });
+    let o = Orchc::new();
+    let keys = |path: &str, hits: &[support::Hit]| -> Vec<String> {
+        hits.iter()
+            .filter(|h| h.path == path)
+            .map(|h| h.headers.iter().find(|(k, _)| k == "idempotency-key").expect("the header").1.clone())
+            .collect()
+    };
+    let (code, v, out) = o.json(&["run", "tests/run/idempotency.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"created": true, "attached": true}));
+    let first = server.hits();
+    let (vlan, port) = (keys("/vlans", &first), keys("/ports", &first));
+    // Each step's first two attempts get a 503.
+    for step in [&vlan, &port] {
+        assert_eq!(step.len(), 3, "three attempts: {step:?}");
+        assert!(step.iter().all(|k| k == &step[0]) && !step[0].is_empty(), "{step:?}");
+    }
+    assert_ne!(vlan[0], port[0], "two steps share a key");
+    let (code, _, out) = o.json(&["run", "tests/run/idempotency.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    let again = server.hits()[first.len()..].to_vec();
+    let next = keys("/vlans", &again);
+    assert_eq!(next.len(), 1, "the server now answers at once");
+    assert_ne!(next[0], vlan[0], "two runs share a key");
+}
+
 #[test]
 fn a_permanent_error_is_not_retried() {
     let server = Server::start(|_, _| Reply::status(404, "no such site"));
@@ -226,6 +385,92 @@ fn for_results_keep_element_order_and_parallel_branches_merge() {
     assert_eq!(resizes.len(), 3);
     let spread = resizes.iter().map(|h| h.at).max().unwrap() - resizes.iter().map(|h| h.at).min().unwrap();
     assert!(spread < Duration::from_millis(140), "iterations started {spread:?} apart");
+}
+
+/// The branches of `&`, and the items of a graph that do not depend on each other, run at once:
+/// each is held 300 ms by the server, and they start together rather than one after the other.
+#[test]
+fn parallel_branches_and_independent_graph_items_run_at_once() {
+    let server = Server::start(|hit, _| {
+        let name = hit.path.trim_start_matches('/').split('/').next().unwrap_or_default().to_string();
+        let reply = Reply::ok(format!("{name}-ok"));
+        if name == "site" {
+            reply
+        } else {
+            reply.after(Duration::from_millis(300))
+        }
+    });
+    let o = Orchc::new();
+    let started = |paths: [&str; 2]| {
+        let hits = server.hits();
+        let at: Vec<_> = paths.iter().map(|p| hits.iter().find(|h| h.path.starts_with(p)).expect(p).at).collect();
+        if at[0] > at[1] {
+            at[0] - at[1]
+        } else {
+            at[1] - at[0]
+        }
+    };
+    let (code, v, out) = o.json(&["run", "tests/run/branches.orch", "publish", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"record": "dns-ok", "certificate": "cert-ok"}));
+    let spread = started(["/dns/", "/cert/"]);
+    assert!(spread < Duration::from_millis(150), "the branches started {spread:?} apart");
+
+    let (code, v, out) = o.json(&["run", "tests/run/branches.orch", "fabric", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"vlan": "vlan-ok", "port": "port-ok"}));
+    let spread = started(["/vlan/", "/port/"]);
+    assert!(spread < Duration::from_millis(150), "the graph's items started {spread:?} apart");
+    let hits = server.hits();
+    let site = hits.iter().find(|h| h.path.starts_with("/site/")).unwrap().at;
+    for item in ["/vlan/site-ok", "/port/site-ok"] {
+        let hit = hits.iter().find(|h| h.path == item).unwrap_or_else(|| panic!("no {item}: {hits:?}"));
+        assert!(hit.at > site, "{item} started before `site` was asked");
+    }
+}
+
+/// A run killed while one branch of `&` is in flight and the other has completed resumes with the
+/// completed branch's outputs: it is not run again, the one in flight is.
+#[test]
+fn a_branch_killed_in_flight_runs_again_and_the_finished_one_does_not() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let server = Server::start(move |hit, _| {
+        if hit.path.starts_with("/cert/") {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return Reply::ok("cert-ok");
+        }
+        Reply::ok("dns-ok")
+    });
+    let o = Orchc::new();
+    let mut child = o.spawn_quiet(&["run", "tests/run/branches.orch", "publish", "--config", &cfg(&server)]);
+    server.wait_for("/cert/example.net");
+    // Killed only once `dns` is on disk, as `show` reads it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap_or(Value::Null);
+        if let Some(run) = runs[0]["run_id"].as_str() {
+            let show = o.show(run);
+            let steps = show["steps"].as_array().unwrap();
+            if steps.iter().any(|s| s["step"] == "dns" && s["status"] == "completed") {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "dns was never completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(runs[0]["status"], "running");
+    let (code, v, out) = o.json(&["resume", runs[0]["run_id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"], json!({"record": "dns-ok", "certificate": "cert-ok"}));
+    assert_eq!(server.count("GET", "/dns/example.net"), 1, "the completed branch did not run again");
+    assert_eq!(server.count("GET", "/cert/example.net"), 2, "the branch in flight ran again");
 }
 
 #[test]
@@ -385,6 +630,83 @@ fn bad_inputs_are_refused_before_anything_is_stored() {
     assert_eq!(out.status.code(), Some(2), "a missing input: {}", text(&out));
     let out = o.run(&["runs", "--json"]);
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json!([]));
+}
+
+/// `--inputs FILE.json` gives the workflow's parameters, checked by their types as `-i` values are
+/// (an `-i` wins over the file); a file that is not a JSON object of the workflow's parameters,
+/// with values of their types, is refused before anything is stored.
+#[test]
+fn inputs_from_a_json_file_are_checked_by_type() {
+    let server = Server::start(|hit, _| Reply::ok(hit.path.trim_start_matches('/').replace('/', ":")));
+    let o = Orchc::new();
+    let file = |name: &str| format!("tests/run/inputs/{name}.json");
+    let (code, v, out) =
+        o.json(&["run", "tests/run/parallel.orch", "--inputs", &file("scale"), "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["resized"], json!(["resize:2", "resize:1"]));
+    assert_eq!(v["outputs"]["record"], "dns:from-file.net");
+    let (code, v, out) = o.json(&[
+        "run",
+        "tests/run/parallel.orch",
+        "--inputs",
+        &file("scale"),
+        "-i",
+        "zone=from-flag.net",
+        "--config",
+        &cfg(&server),
+    ]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["record"], "dns:from-flag.net");
+
+    let fresh = Orchc::new();
+    for (name, says) in [
+        ("wrong_type", "input `sizes` ([Int])"),
+        ("unknown_key", "has no parameter `size`"),
+        ("not_an_object", "must hold a JSON object"),
+        ("broken", "--inputs tests/run/inputs/broken.json"),
+        ("missing", "--inputs tests/run/inputs/missing.json"),
+    ] {
+        let out = fresh.run(&["run", "tests/run/parallel.orch", "--inputs", &file(name)]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains(says), "{name}: {}", text(&out));
+    }
+    let out = fresh.run(&["runs", "--json"]);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json!([]), "nothing was stored");
+}
+
+/// A step's completion, its outputs and the subscription it returns are committed before the next
+/// step starts: the server, asked by the second step, finds them in the store (read by a
+/// connection of its own, as another process would).
+#[test]
+fn a_step_is_committed_before_the_next_one_starts() {
+    let o = Orchc::new();
+    let db = o.db();
+    let seen: Arc<std::sync::Mutex<Option<(String, String, String)>>> = Arc::default();
+    let record = seen.clone();
+    let server = Server::start(move |hit, _| {
+        if hit.path == "/allocate" {
+            return Reply::json(json!({"vm": "vm-17"}));
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = rusqlite::Connection::open_with_flags(&db, flags).unwrap();
+        let step: (String, String) = conn
+            .query_row("SELECT status, outputs FROM steps WHERE step = 'allocate'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap_or_default();
+        let node: String = conn
+            .query_row("SELECT customer || ' ' || state FROM subscriptions WHERE product = 'Node'", [], |r| r.get(0))
+            .unwrap_or_default();
+        *record.lock().unwrap() = Some((step.0, step.1, node));
+        Reply::json(json!({"ok": true}))
+    });
+    let (code, v, out) = o.json(&["run", "tests/run/durable_order.orch", "--config", &cfg(&server)]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["outputs"]["configured"], true);
+    let (status, outputs, node) = seen.lock().unwrap().clone().expect("configure reached the server");
+    assert_eq!(status, "completed", "allocate was not committed when configure started");
+    let outputs: Value = serde_json::from_str(&outputs).unwrap();
+    assert_eq!(outputs["vm"], "vm-17");
+    assert_eq!(outputs["node"]["id"], v["outputs"]["node"]["id"]);
+    assert_eq!(node, "acme initial", "the subscription allocate made was not saved with its completion");
 }
 
 #[test]
@@ -590,6 +912,44 @@ fn a_killed_run_resumes_without_repeating_completed_steps() {
     assert_eq!(server.count("POST", "/allocate"), 1, "the completed step did not run again");
     assert_eq!(server.count("POST", "/configure/vm-42"), 2, "the step in flight ran again");
     assert_eq!(server.count("GET", "/verify/vm-42"), 1);
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), `run` draws a live line for the
+/// running step, redrawn in place with its elapsed time and its attempt, and prints the retries
+/// above it, without the timestamps of plain lines.
+#[test]
+fn on_a_terminal_run_shows_live_progress() {
+    let server = Server::start(|_, n| {
+        if n < 2 {
+            Reply::status(503, "busy")
+        } else {
+            Reply::json(json!({"count": 42})).after(Duration::from_millis(1_300))
+        }
+    });
+    let o = Orchc::new();
+    let command = format!(
+        "{} run tests/run/retry.orch --config api={} --db {}",
+        env!("CARGO_BIN_EXE_orchc"),
+        server.url,
+        o.db().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(support::repo())
+        .env("COLUMNS", "120")
+        .output()
+        .expect("util-linux `script` gives orchc a terminal (scripts/install-test-deps installs it)");
+    assert!(out.status.success(), "{}", text(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    // The live line, cleared and drawn again (`\r`, erase line) while the step runs.
+    assert!(tty.contains("fetch_inventory 0s"), "{tty:?}");
+    assert!(tty.contains("fetch_inventory (attempt 3) 1s"), "the elapsed time goes on: {tty:?}");
+    assert!(tty.matches("\r\x1b[2K").count() >= 5, "the line is redrawn in place: {tty:?}");
+    assert!(tty.contains("retry fetch_inventory: attempt 1 failed (GET"), "{tty:?}");
+    assert!(tty.contains("HTTP 503: busy); next in 200ms"), "{tty:?}");
+    assert!(tty.contains("done  fetch_inventory in "), "the step's time when done: {tty:?}");
+    assert!(tty.contains("run ") && tty.contains(" completed"), "{tty:?}");
+    assert!(!tty.contains("start fetch_inventory"), "plain lines are for pipes: {tty:?}");
 }
 
 #[test]
@@ -994,6 +1354,39 @@ fn a_new_store_is_linked_into_place_whole() {
     let empty = o.dir.path().join("empty.db");
     std::fs::File::create(&empty).unwrap();
     check(&empty);
+}
+
+/// The store is `.orch/state.db` under the working directory unless `ORCH_DB` or `--db` says
+/// otherwise, and `--db` wins over `ORCH_DB`.
+#[test]
+fn the_store_is_found_by_db_then_orch_db_then_the_default_path() {
+    let hello = support::repo().join("examples/hello/hello.orch");
+    let dir = tempfile::tempdir().unwrap();
+    let orchc = |args: &[&str], orch_db: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_orchc"));
+        cmd.args(args).current_dir(dir.path()).env_remove("ORCH_DB");
+        if let Some(db) = orch_db {
+            cmd.env("ORCH_DB", db);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice::<Value>(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+    };
+    let default = orchc(&["run", hello.to_str().unwrap(), "--json"], None);
+    assert!(dir.path().join(".orch/state.db").is_file(), "the default store was not created");
+    let from_env = dir.path().join("elsewhere/env.db");
+    let by_env = orchc(&["run", hello.to_str().unwrap(), "--json"], Some(&from_env));
+    assert!(from_env.is_file(), "ORCH_DB was not used");
+    let flag = dir.path().join("flag.db");
+    let by_flag = orchc(&["run", hello.to_str().unwrap(), "--json", "--db", flag.to_str().unwrap()], Some(&from_env));
+    // Each store holds its own run only.
+    let ids = |runs: Value| runs.as_array().unwrap().iter().map(|r| r["run_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(orchc(&["runs", "--json"], None)), [default["run_id"].clone()]);
+    assert_eq!(ids(orchc(&["runs", "--json"], Some(&from_env))), [by_env["run_id"].clone()]);
+    assert_eq!(
+        ids(orchc(&["runs", "--json", "--db", flag.to_str().unwrap()], Some(&from_env))),
+        [by_flag["run_id"].clone()]
+    );
 }
 
 /// Commands that read or continue runs create nothing: no folders, no store.
