@@ -795,10 +795,17 @@ fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time()
     let server = Server::start(|_, _| Reply::json(json!({"id": 8121})));
     let o = Orchc::new();
     let (_, id) = create_node(&o, &server, "pe2.ams");
+    let version = || -> i64 {
+        let one: Value = serde_json::from_slice(&o.run(&["subscription", &id, "--json"]).stdout).unwrap();
+        one["version"].as_i64().unwrap()
+    };
+    // Saved by each of `create`'s three steps.
+    assert_eq!(version(), 3);
     let node = format!("node={id}");
     let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "terminate", "-i", &node]);
     assert_eq!(code, 0, "{}", text(&out));
     assert_eq!(v["outputs"]["node"]["state"], "terminated");
+    assert_eq!(version(), 4, "a step that returns the subscription saves a new version");
     let (code, v, out) = o.json(&["run", "tests/run/subscriptions.orch", "revive", "-i", &node]);
     assert_eq!(code, 1, "{}", text(&out));
     assert_eq!(v["error"]["code"], "orch::lifecycle::bad_transition", "{v}");
@@ -806,6 +813,7 @@ fn a_transition_without_an_edge_fails_when_the_state_is_known_only_at_run_time()
     assert!(message.contains("from `terminated` to `active`"), "{message}");
     let one: Value = serde_json::from_slice(&o.run(&["subscription", &id, "--json"]).stdout).unwrap();
     assert_eq!(one["state"], "terminated", "the subscription is unchanged");
+    assert_eq!(version(), 4);
 }
 
 #[test]
