@@ -4,10 +4,10 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{text, Orchc, Reply, Server};
+use support::{text, Gate, Orchc, Reply, Server};
 
 fn cfg(server: &Server) -> String {
     format!("api={}", server.url)
@@ -25,17 +25,15 @@ fn create_node(o: &Orchc, server: &Server, name: &str) -> (String, String) {
 
 /// The stand-in for `tests/run/crash.orch`: `/allocate` gives `vm`; `/configure/<vm>` waits until
 /// the returned flag is set, then answers `configured`; anything else answers `ok`.
-fn vm_server(vm: &'static str) -> (Server, Arc<AtomicBool>) {
-    let release = Arc::new(AtomicBool::new(false));
+fn vm_server(vm: &'static str) -> (Server, Gate) {
+    let release = Gate::default();
     let gate = release.clone();
     let configure = format!("/configure/{vm}");
     let server = Server::start(move |hit, _| {
         if hit.path == "/allocate" {
             Reply::json(json!({ "id": vm }))
         } else if hit.path == configure {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            gate.wait();
             Reply::ok("configured")
         } else {
             Reply::ok("ok")
@@ -433,13 +431,11 @@ fn parallel_branches_and_independent_graph_items_run_at_once() {
 /// completed branch's outputs: it is not run again, the one in flight is.
 #[test]
 fn a_branch_killed_in_flight_runs_again_and_the_finished_one_does_not() {
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = release.clone();
     let server = Server::start(move |hit, _| {
         if hit.path.starts_with("/cert/") {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            gate.wait();
             return Reply::ok("cert-ok");
         }
         Reply::ok("dns-ok")
@@ -463,7 +459,7 @@ fn a_branch_killed_in_flight_runs_again_and_the_finished_one_does_not() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs[0]["status"], "running");
     let (code, v, out) = o.json(&["resume", runs[0]["run_id"].as_str().unwrap()]);
@@ -518,18 +514,17 @@ fn for_iterations_read_the_state_they_need() {
 
 /// The stand-in for `tests/run/fan_out.orch`: `/item/<i>` answers `got-<i>` after `delay`, and
 /// counts the requests in flight at once (the most of them in `most`). `/item/<gated>` waits
-/// until `release` is set.
-fn fan_out_server(delay: Duration, gated: Option<u32>) -> (Server, Arc<AtomicUsize>, Arc<AtomicBool>) {
-    let (in_flight, most, release) =
-        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+/// until the gate is opened.
+fn fan_out_server(delay: Duration, gated: Option<u32>) -> (Server, Arc<AtomicUsize>, Gate) {
+    let (in_flight, most, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Gate::default());
     let (most_seen, gate) = (most.clone(), release.clone());
     let server = Server::start(move |hit, _| {
         let i: u32 = hit.path.trim_start_matches("/item/").parse().unwrap();
         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         most_seen.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(delay);
-        while gated == Some(i) && !gate.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
+        if gated == Some(i) {
+            gate.wait();
         }
         // Counted out before the reply goes: the client cannot start another request on this
         // slot before it has the reply, so `most` never overstates what the client did.
@@ -580,7 +575,7 @@ fn a_for_killed_mid_way_repeats_no_stored_iteration() {
     assert!(stored.len() >= 10, "only {} iterations were stored before the kill", stored.len());
     let before: Vec<String> = server.hits().iter().map(|h| h.path.clone()).collect();
 
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let (code, v, out) = o.json(&["resume", &run]);
     assert_eq!(code, 0, "{}", text(&out));
     assert_eq!(v["outputs"]["got"], items(40));
@@ -711,13 +706,11 @@ fn a_step_is_committed_before_the_next_one_starts() {
 
 #[test]
 fn subscriptions_are_saved_locked_and_checked_against_their_state() {
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = release.clone();
     let server = Server::start(move |hit, _| {
         if hit.path.starts_with("/audit/") {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            gate.wait();
             return Reply::ok("clean");
         }
         Reply::json(json!({"id": 8120}))
@@ -781,7 +774,7 @@ fn subscriptions_are_saved_locked_and_checked_against_their_state() {
         .to_string();
     assert!(v["error"]["message"].as_str().unwrap().contains(&holder_id), "names the holder: {v}");
     assert!(!v["error"]["message"].as_str().unwrap().contains("orch::"), "the code is not repeated: {v}");
-    release.store(true, Ordering::SeqCst);
+    release.open();
     assert!(holder.wait().unwrap().success());
 
     // Wrong lifecycle state: `reprovision` wants Node@initial.
@@ -909,7 +902,7 @@ fn a_killed_run_resumes_without_repeating_completed_steps() {
     // kill -9 while `configure` is in flight.
     child.kill().unwrap();
     child.wait().unwrap();
-    release.store(true, Ordering::SeqCst);
+    release.open();
 
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     assert_eq!(runs[0]["status"], "running");
@@ -984,7 +977,7 @@ fn in_a_pipe_progress_lines_arrive_while_the_step_runs() {
         }
     }
     assert!(got.iter().any(|l| l.contains("done  allocate in")), "{got:?}");
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let status = child.wait().unwrap();
     assert!(status.success());
     // Nothing is lost at the end: the last lines come out when the run ends.
@@ -1003,7 +996,7 @@ fn two_processes_never_drive_one_run() {
     let out = o.run(&["resume", &run]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("being driven by another orchc process"), "{}", text(&out));
-    release.store(true, Ordering::SeqCst);
+    release.open();
     assert!(child.wait().unwrap().success());
     assert_eq!(server.count("POST", "/configure/vm-9"), 1);
 }
@@ -1483,7 +1476,7 @@ fn a_process_whose_run_was_taken_over_records_nothing_more() {
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
         conn.execute("UPDATE runs SET owner = '1:newowner', heartbeat_ms = 0", []).unwrap();
     }
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("driven by another process now"), "{}", text(&out));
@@ -1747,7 +1740,7 @@ fn attempts_are_numbered_on_across_a_crash_and_the_resume_is_logged() {
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     let run = runs[0]["run_id"].as_str().unwrap().to_string();
     let (code, _, out) = o.json(&["resume", &run]);
@@ -1833,14 +1826,12 @@ fn racing_commands_on_one_run_let_exactly_one_take_it() {
 
 #[test]
 fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = release.clone();
     // The holder's audit waits for the gate; any other answers at once.
     let server = Server::start(move |hit, n| {
         if hit.path.starts_with("/audit/") && n == 0 {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            gate.wait();
             return Reply::ok("clean");
         }
         Reply::json(json!({"id": 8120}))
@@ -1895,7 +1886,7 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
         assert_eq!(o.show(refused)["status"], "failed", "the refused retry changes nothing");
         assert_eq!(server.count("GET", "/audit/8120"), 1, "only the holder ran");
     }
-    release.store(true, Ordering::SeqCst);
+    release.open();
     let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
     let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
     codes.sort();
@@ -1917,16 +1908,14 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
 /// (not `completed`, whose outputs a `retry` would reuse), and `abort` undoes it again.
 #[test]
 fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
-    let release = Arc::new(AtomicBool::new(false));
+    let release = Gate::default();
     let gate = release.clone();
     let server = Server::start(move |hit, _| match (hit.method.as_str(), hit.path.as_str()) {
         ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
         ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
         ("POST", "/ports") => Reply::status(409, "port conflict"),
         ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            gate.wait();
             Reply::ok("{}")
         }
         _ => Reply::ok("{}"),
@@ -1936,7 +1925,7 @@ fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
     server.wait_for("/networks/net-7/ips/10.0.0.5");
     child.kill().unwrap();
     child.wait().unwrap();
-    release.store(true, Ordering::SeqCst);
+    release.open();
 
     let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
     let run = runs[0]["run_id"].as_str().unwrap().to_string();
