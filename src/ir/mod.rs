@@ -657,7 +657,7 @@ mod tests {
         assert_eq!(waits("retry 3 backoff 2s..2s factor 1"), (3, vec![2_000, 2_000]));
         // One attempt without `retry`: no wait at all.
         assert_eq!(waits(""), (1, vec![]));
-        // Growth past what a float holds (10^6^199) still waits MAX.
+        // From the 53rd attempt on, 1,000,000^(k-1) is more than a float holds: still MAX.
         let (attempts, long) = waits("retry 200 backoff 1s..1m factor 1000000");
         assert_eq!((attempts, long[0], long.len()), (200, 1_000, 199));
         assert!(long[1..].iter().all(|&w| w == 60_000), "{long:?}");

@@ -5,6 +5,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,17 +110,17 @@ impl Server {
 /// Where a stand-in's handler holds a request in flight (a step during which `orchc` is killed, or
 /// a run that holds a lock) until the test opens it.
 #[derive(Clone, Default)]
-pub struct Gate(Arc<std::sync::atomic::AtomicBool>);
+pub struct Gate(Arc<AtomicBool>);
 
 impl Gate {
     pub fn wait(&self) {
-        while !self.0.load(std::sync::atomic::Ordering::SeqCst) {
+        while !self.0.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn open(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
