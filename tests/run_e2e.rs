@@ -964,6 +964,49 @@ fn on_a_terminal_run_shows_live_progress() {
     assert!(!tty.contains("start fetch_inventory"), "plain lines are for pipes: {tty:?}");
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM during a step stops the command cleanly: exit 130 or 143, a message
+/// naming the run and how to continue it (with `--json`, as the last line), the store closed (no
+/// `-wal` file left) and the run left `running`; resumed, it does not repeat what completed.
+#[test]
+fn an_interrupted_run_says_how_to_continue_and_resumes() {
+    for (signal, exit, json) in [(libc::SIGINT, 130, false), (libc::SIGTERM, 143, true)] {
+        let (server, release) = vm_server("vm-5");
+        let o = Orchc::new();
+        let mut args = vec!["run", "tests/run/crash.orch", "--config"];
+        let api = cfg(&server);
+        args.push(&api);
+        if json {
+            args.push("--json");
+        }
+        let child = o.command(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn();
+        let child = child.unwrap();
+        server.wait_for("/configure/vm-5");
+        // SAFETY: kill(2) of the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        release.open();
+        assert_eq!(out.status.code(), Some(exit), "{}", text(&out));
+        let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+        let run = runs[0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(runs[0]["status"], "running");
+        let said = format!("error[orch::run::interrupted]: stopped by SIG{}: run {run} is left as it was; continue it with `orchc resume {run}`", if json { "TERM" } else { "INT" });
+        assert!(text(&out).contains(&said), "{}", text(&out));
+        if json {
+            let last: Value =
+                serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+            assert_eq!(last["run_id"], run.as_str());
+            assert_eq!(last["status"], "running");
+            assert_eq!(last["error"]["code"], "orch::run::interrupted");
+        }
+        assert!(!std::path::Path::new(&format!("{}-wal", o.db().display())).exists(), "the store was not closed");
+        let (code, v, out) = o.json(&["resume", &run]);
+        assert_eq!(code, 0, "{}", text(&out));
+        assert_eq!(v["outputs"], json!({"vm_id": "vm-5", "verified": "configured+ok"}));
+        assert_eq!(server.count("POST", "/allocate"), 1, "the completed step did not run again");
+        assert_eq!(server.count("POST", "/configure/vm-5"), 2, "the step in flight ran again");
+    }
+}
+
 #[test]
 fn in_a_pipe_progress_lines_arrive_while_the_step_runs() {
     use std::io::BufRead;

@@ -45,6 +45,54 @@ fn assignments(list: &[String]) -> Result<Vec<(String, String)>, RunError> {
     list.iter().map(|s| split_assignment(s)).collect()
 }
 
+/// Drives a run command to its end, or until the process is asked to stop (SIGINT, as Ctrl-C sends,
+/// or SIGTERM). Then the command's future is dropped: the run stays where it was, as after a crash
+/// (a step in flight runs again when the run is continued), but its writes in progress finish, its
+/// `exec` children are killed and its store is closed; the command says how to continue it
+/// (`orchc AGAIN RUN`) and exits with 128 + the signal's number, as a shell reports it.
+fn until_stopped(
+    command: impl std::future::Future<Output = Result<RunOutcome, RunError>>,
+    progress: &Progress,
+    json: bool,
+    again: &str,
+) -> i32 {
+    let ended = runtime().block_on(async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => signal.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            outcome = command => Ok(outcome),
+            Ok(()) = tokio::signal::ctrl_c() => Err(("SIGINT", libc::SIGINT)),
+            Some(()) = terminate => Err(("SIGTERM", libc::SIGTERM)),
+        }
+    });
+    let (name, number) = match ended {
+        Ok(Ok(outcome)) => return report(&outcome, json),
+        Ok(Err(e)) => return refuse(&e, json),
+        Err(signal) => signal,
+    };
+    progress.stop();
+    let run = progress.run();
+    let message = match &run {
+        Some((id, _)) => {
+            format!("stopped by {name}: run {id} is left as it was; continue it with `orchc {again} {id}`")
+        }
+        None => format!("stopped by {name} before a run was stored"),
+    };
+    eprintln!("error[orch::run::interrupted]: {message}");
+    if json {
+        let (id, status) = run.unzip();
+        println!(
+            "{}",
+            json!({ "run_id": id, "status": status, "outputs": Value::Null, "error": { "code": "orch::run::interrupted", "message": message } })
+        );
+    }
+    128 + number
+}
+
 /// Prints a command's error (with `--json`, also as the JSON last line) and gives the exit status.
 pub(super) fn refuse(e: &RunError, json: bool) -> i32 {
     eprintln!("error[{}]: {e}", e.code());
@@ -182,10 +230,8 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    match runtime().block_on(run::start(store, request, progress(args.json))) {
-        Ok(outcome) => report(&outcome, args.json),
-        Err(e) => refuse(&e, args.json),
-    }
+    let progress = progress(args.json);
+    until_stopped(run::start(store, request, progress.clone()), &progress, args.json, "resume")
 }
 
 pub fn resume(args: ResumeArgs) -> i32 {
@@ -197,10 +243,8 @@ pub fn resume(args: ResumeArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    match runtime().block_on(run::resume(store, &args.run, &inputs, &secrets, progress(args.json))) {
-        Ok(outcome) => report(&outcome, args.json),
-        Err(e) => refuse(&e, args.json),
-    }
+    let progress = progress(args.json);
+    until_stopped(run::resume(store, &args.run, &inputs, &secrets, progress.clone()), &progress, args.json, "resume")
 }
 
 pub fn retry(args: RunRefArgs) -> i32 {
@@ -212,10 +256,8 @@ pub fn retry(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    match runtime().block_on(run::retry(store, &args.run, &secrets, progress(args.json))) {
-        Ok(outcome) => report(&outcome, args.json),
-        Err(e) => refuse(&e, args.json),
-    }
+    let progress = progress(args.json);
+    until_stopped(run::retry(store, &args.run, &secrets, progress.clone()), &progress, args.json, "resume")
 }
 
 pub fn abort(args: RunRefArgs) -> i32 {
@@ -227,8 +269,6 @@ pub fn abort(args: RunRefArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return refuse(&e, args.json),
     };
-    match runtime().block_on(run::abort(store, &args.run, &secrets, progress(args.json))) {
-        Ok(outcome) => report(&outcome, args.json),
-        Err(e) => refuse(&e, args.json),
-    }
+    let progress = progress(args.json);
+    until_stopped(run::abort(store, &args.run, &secrets, progress.clone()), &progress, args.json, "abort")
 }

@@ -298,6 +298,7 @@ pub async fn start(store: Arc<dyn Store>, req: RunRequest, progress: Arc<Progres
         secret_names,
         owner: owner.clone(),
     })?;
+    progress.about(&run_id, "running");
     for id in &subscriptions {
         if let Err(holder) = store.lock_subscription(id, &run_id)? {
             let error = json!({ "code": Code::RunSubscriptionLocked.as_str(), "message": format!("subscription {id} is locked by run {holder}") });
@@ -518,6 +519,8 @@ pub async fn abort(
         secret_values(&rec.secret_names, secrets, |name| needed.contains(name)).map_err(RunError::Usage)?;
     let owner = owner_id();
     claim(store.as_ref(), &rec, &owner)?;
+    // Until the compensations are done, the run keeps the status it had.
+    progress.about(&rec.id, &rec.status);
     let ctx = new_ctx(program.clone(), run_value(&rec), stored_configs(&rec), secret_map, &progress);
     let engine = Engine {
         ctx: Arc::new(ctx),
@@ -560,6 +563,7 @@ async fn drive(
     owner: String,
     progress: Arc<Progress>,
 ) -> Result<RunOutcome, RunError> {
+    progress.about(&rec.id, "running");
     let wf = program
         .workflows
         .get(&rec.workflow)

@@ -13,6 +13,9 @@ pub struct Progress {
     /// The live line of each running step execution, by its path: the iterations of a `for` run
     /// one step many times at once, each with a line of its own.
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// The run this progress is about and its status in the store while the command drives it,
+    /// once the command has it: what an interrupted command names.
+    run: Mutex<Option<(String, String)>>,
     quiet: bool,
     plain: Arc<Mutex<Plain>>,
 }
@@ -61,7 +64,24 @@ impl Progress {
                 }
             });
         }
-        Progress { live, bars: Mutex::new(HashMap::new()), quiet, plain }
+        Progress { live, bars: Mutex::new(HashMap::new()), run: Mutex::new(None), quiet, plain }
+    }
+
+    /// The command now drives run `id`, which stays `status` in the store until it ends.
+    pub fn about(&self, id: &str, status: &str) {
+        *self.run.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.to_string(), status.to_string()));
+    }
+
+    /// The run and its status, when the command has stored or taken one.
+    pub fn run(&self) -> Option<(String, String)> {
+        self.run.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Clears the live lines of steps that will not finish: the command was interrupted.
+    pub fn stop(&self) {
+        for (_, bar) in self.bars.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            bar.finish_and_clear();
+        }
     }
 
     /// A line, which `text` writes in place: a `for` of short steps prints two lines per
