@@ -2000,6 +2000,55 @@ fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
     assert_eq!(status_of(&show, "create_network"), Some(json!("compensated")), "{show}");
 }
 
+/// An `abort` stopped by Ctrl-C while a compensation is in flight says to run `abort` again, which
+/// finishes the undo; the run keeps its status until then.
+#[test]
+fn an_interrupted_abort_says_to_abort_again() {
+    let (crashed, interrupted) = (Gate::default(), Gate::default());
+    let (first, second) = (crashed.clone(), interrupted.clone());
+    let server = Server::start(move |hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
+        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
+        ("POST", "/ports") => Reply::status(409, "port conflict"),
+        ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
+            // The run's own undo, then the first abort's, wait; the second abort's goes through.
+            if let Some(gate) = [&first, &second].get(n) {
+                gate.wait();
+            }
+            Reply::ok("{}")
+        }
+        _ => Reply::ok("{}"),
+    });
+    let o = Orchc::new();
+    let mut child = o.spawn_quiet(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
+    server.wait_for("/networks/net-7/ips/10.0.0.5");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    crashed.open();
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    let (run, status) = (runs[0]["run_id"].as_str().unwrap().to_string(), runs[0]["status"].clone());
+
+    let mut abort = o.command(&["abort", &run, "--json"]);
+    let abort = abort.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    while server.count("DELETE", "/networks/net-7/ips/10.0.0.5") < 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) of the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(abort.id() as i32, libc::SIGINT) }, 0);
+    let out = abort.wait_with_output().unwrap();
+    interrupted.open();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains(&format!("continue it with `orchc abort {run}`")), "{}", text(&out));
+    let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], status, "the run keeps the status it had: {last}");
+
+    let (code, v, out) = o.json(&["abort", &run]);
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(v["status"], "aborted", "{v}");
+    assert_eq!(server.count("DELETE", "/networks/net-7/ips/10.0.0.5"), 3, "each interrupted undo runs again");
+    assert_eq!(server.count("DELETE", "/networks/net-7"), 1);
+}
+
 /// An `abort` whose compensation fails keeps the run's own error and adds the failures to it.
 #[test]
 fn an_abort_whose_compensation_fails_keeps_the_runs_error() {
