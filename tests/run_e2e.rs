@@ -1958,31 +1958,43 @@ fn a_run_refused_for_a_locked_subscription_cannot_be_retried_past_the_lock() {
     }
 }
 
+/// The stand-in for `tests/run/compensate.orch`, whose `attach_port` fails (409): its `n`th undo of
+/// `reserve_ip` waits at `gates[n]`; later ones answer at once.
+fn compensate_server(gates: Vec<Gate>) -> Server {
+    Server::start(move |hit, n| match (hit.method.as_str(), hit.path.as_str()) {
+        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
+        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
+        ("POST", "/ports") => Reply::status(409, "port conflict"),
+        ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
+            if let Some(gate) = gates.get(n) {
+                gate.wait();
+            }
+            Reply::ok("{}")
+        }
+        _ => Reply::ok("{}"),
+    })
+}
+
+/// Runs `compensate.orch` and kills `orchc` (SIGKILL) while its undo of `reserve_ip` waits at
+/// `gate`, then opens it; gives the run's id.
+fn crash_while_undoing(o: &Orchc, server: &Server, gate: &Gate) -> String {
+    let mut child = o.spawn_quiet(&["run", "tests/run/compensate.orch", "--config", &cfg(server)]);
+    server.wait_for("/networks/net-7/ips/10.0.0.5");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gate.open();
+    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
+    runs[0]["run_id"].as_str().unwrap().to_string()
+}
+
 /// `orchc` killed while a compensation is in flight: the step being undone shows `compensating`
 /// (not `completed`, whose outputs a `retry` would reuse), and `abort` undoes it again.
 #[test]
 fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
     let release = Gate::default();
-    let gate = release.clone();
-    let server = Server::start(move |hit, _| match (hit.method.as_str(), hit.path.as_str()) {
-        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
-        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
-        ("POST", "/ports") => Reply::status(409, "port conflict"),
-        ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
-            gate.wait();
-            Reply::ok("{}")
-        }
-        _ => Reply::ok("{}"),
-    });
+    let server = compensate_server(vec![release.clone()]);
     let o = Orchc::new();
-    let mut child = o.spawn_quiet(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
-    server.wait_for("/networks/net-7/ips/10.0.0.5");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    release.open();
-
-    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
-    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let run = crash_while_undoing(&o, &server, &release);
     let status_of = |show: &Value, step: &str| {
         show["steps"].as_array().unwrap().iter().find(|s| s["step"] == step).map(|s| s["status"].clone())
     };
@@ -2005,28 +2017,11 @@ fn a_compensation_interrupted_by_a_crash_is_run_again_by_abort() {
 #[test]
 fn an_interrupted_abort_says_to_abort_again() {
     let (crashed, interrupted) = (Gate::default(), Gate::default());
-    let (first, second) = (crashed.clone(), interrupted.clone());
-    let server = Server::start(move |hit, n| match (hit.method.as_str(), hit.path.as_str()) {
-        ("POST", "/networks") => Reply::json(json!({"id": "net-7"})),
-        ("POST", "/networks/net-7/ips") => Reply::json(json!({"ip": "10.0.0.5"})),
-        ("POST", "/ports") => Reply::status(409, "port conflict"),
-        ("DELETE", "/networks/net-7/ips/10.0.0.5") => {
-            // The run's own undo, then the first abort's, wait; the second abort's goes through.
-            if let Some(gate) = [&first, &second].get(n) {
-                gate.wait();
-            }
-            Reply::ok("{}")
-        }
-        _ => Reply::ok("{}"),
-    });
+    // The run's own undo, then the first abort's, wait; the second abort's goes through.
+    let server = compensate_server(vec![crashed.clone(), interrupted.clone()]);
     let o = Orchc::new();
-    let mut child = o.spawn_quiet(&["run", "tests/run/compensate.orch", "--config", &cfg(&server)]);
-    server.wait_for("/networks/net-7/ips/10.0.0.5");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    crashed.open();
-    let runs: Value = serde_json::from_slice(&o.run(&["runs", "--json"]).stdout).unwrap();
-    let (run, status) = (runs[0]["run_id"].as_str().unwrap().to_string(), runs[0]["status"].clone());
+    let run = crash_while_undoing(&o, &server, &crashed);
+    let status = o.show(&run)["status"].clone();
 
     let mut abort = o.command(&["abort", &run, "--json"]);
     let abort = abort.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
