@@ -80,7 +80,8 @@ fn until_stopped(
         Some((id, _)) => {
             format!("stopped by {name}: run {id} is left as it was; continue it with `orchc {again} {id}`")
         }
-        None => format!("stopped by {name} before a run was stored"),
+        // `run`: nothing stored yet; `resume`, `retry`, `abort`: the run not taken yet.
+        None => format!("stopped by {name} before it drove a run; nothing was run"),
     };
     eprintln!("error[orch::run::interrupted]: {message}");
     if json {
