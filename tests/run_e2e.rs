@@ -1467,9 +1467,11 @@ fn commands_that_read_a_store_never_create_one() {
     assert!(!o.dir.path().join("no").exists(), "a folder was created");
 }
 
-/// A store in a read-only folder (a read-only file) can still be listed and shown; a command that
-/// must write to it says that it cannot be written. As root, whom permissions do not stop, orchc is
-/// run as `nobody` (with `setpriv`); without `setpriv` the test can prove nothing and says so.
+/// A store in a read-only folder (a read-only file) can still be listed and shown: the database
+/// file alone, or with the `-wal` and `-shm` files of a process that has it open; a command that
+/// must write to it says that it cannot be written. A `-wal` file without its `-shm` cannot be
+/// read there, and says why. As root, whom permissions do not stop, orchc is run as `nobody`
+/// (with `setpriv`); without `setpriv` the test can prove nothing and says so.
 #[test]
 fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
     use std::os::unix::fs::PermissionsExt;
@@ -1483,38 +1485,60 @@ fn a_read_only_store_can_be_read_and_says_it_cannot_be_written() {
     let (code, v, out) = o.json(&["run", hello.to_str().unwrap()]);
     assert_eq!(code, 0, "{}", text(&out));
     let run = v["run_id"].as_str().unwrap().to_string();
-    let dir = o.dir.path().join("ro");
-    std::fs::create_dir(&dir).unwrap();
-    let db = dir.join("state.db");
-    std::fs::copy(o.db(), &db).unwrap();
+    // Open, so that the store has its `-wal` and `-shm` files to copy.
+    let open = rusqlite::Connection::open(o.db()).unwrap();
+    open.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0)).unwrap();
     let mode = |p: &std::path::Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
-    mode(&db, 0o444);
-    mode(&dir, 0o555);
     mode(o.dir.path(), 0o755);
-    let before = std::fs::read(&db).unwrap();
-    let orchc = |args: &[&str]| {
-        let mut cmd = if as_nobody {
-            let mut c = std::process::Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_orchc")]);
-            c
-        } else {
-            std::process::Command::new(env!("CARGO_BIN_EXE_orchc"))
+    for (folder, suffixes) in [("ro", &[""][..]), ("ro-all", &["", "-wal", "-shm"]), ("ro-wal", &["", "-wal"])] {
+        let dir = o.dir.path().join(folder);
+        std::fs::create_dir(&dir).unwrap();
+        let db = dir.join("state.db");
+        for suffix in suffixes {
+            let file = dir.join(format!("state.db{suffix}"));
+            std::fs::copy(format!("{}{suffix}", o.db().display()), &file).unwrap();
+            mode(&file, 0o444);
+        }
+        mode(&dir, 0o555);
+        let before = std::fs::read(&db).unwrap();
+        let orchc = |args: &[&str]| {
+            let mut cmd = if as_nobody {
+                let mut c = std::process::Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_orchc")]);
+                c
+            } else {
+                std::process::Command::new(env!("CARGO_BIN_EXE_orchc"))
+            };
+            cmd.args(args).arg("--db").arg(&db).current_dir(support::repo()).output().unwrap()
         };
-        cmd.args(args).arg("--db").arg(&db).current_dir(support::repo()).output().unwrap()
-    };
-    let out = orchc(&["runs", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains(&run), "{}", text(&out));
-    let out = orchc(&["show", &run]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(orchc(&["subscriptions"]).status.success());
-    for args in [&["run", hello.to_str().unwrap()][..], &["abort", &run]] {
-        let out = orchc(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains("cannot be written (check the permissions"), "{args:?}: {}", text(&out));
+        if folder == "ro-wal" {
+            for args in [&["runs", "--json"][..], &["show", &run]] {
+                let out = orchc(args);
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+                assert!(text(&out).contains("cannot be read here"), "{args:?}: {}", text(&out));
+                assert!(text(&out).contains("copy the `-shm` file too"), "{args:?}: {}", text(&out));
+            }
+        } else {
+            let out = orchc(&["runs", "--json"]);
+            assert_eq!(out.status.code(), Some(0), "{folder}: {}", text(&out));
+            assert!(text(&out).contains(&run), "{folder}: {}", text(&out));
+            let out = orchc(&["show", &run]);
+            assert_eq!(out.status.code(), Some(0), "{folder}: {}", text(&out));
+            assert!(orchc(&["subscriptions"]).status.success(), "{folder}");
+        }
+        for args in [&["run", hello.to_str().unwrap()][..], &["abort", &run]] {
+            let out = orchc(args);
+            assert_eq!(out.status.code(), Some(1), "{folder} {args:?}: {}", text(&out));
+            assert!(
+                text(&out).contains("cannot be written (check the permissions"),
+                "{folder} {args:?}: {}",
+                text(&out)
+            );
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{folder}");
+        mode(&dir, 0o755);
     }
-    assert_eq!(std::fs::read(&db).unwrap(), before);
-    mode(&dir, 0o755);
+    drop(open);
 }
 
 /// A process presumed dead (its run taken over, here by rewriting the owner as `orchc resume`

@@ -411,6 +411,13 @@ impl SqliteStore {
         // one), so it is read as immutable: from the database file alone.
         let blocked = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).is_err_and(|e| is_denied(&e));
         let wal = Path::new(&format!("{name}-wal")).exists();
+        if access == Access::Read && blocked && wal {
+            // Left by a process that did not close the store (killed, or still running): its
+            // changes may be in the WAL only, so the database file alone would show an old store.
+            return Err(RunError::Store(format!(
+                "the store `{name}` cannot be read here: beside it, `{name}-wal` may hold changes not yet in the database, and reading them needs `{name}-shm`, which cannot be created in this folder; copy the `-shm` file too, or read the store where it can be written"
+            )));
+        }
         let conn = if access == Access::Read && blocked && !wal {
             let uri = format!("file:{}?immutable=1", uri_path(path));
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
