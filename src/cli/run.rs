@@ -86,22 +86,22 @@ fn until_stopped(
     eprintln!("error[orch::run::interrupted]: {message}");
     if json {
         let (id, status) = run.unzip();
-        println!(
-            "{}",
-            json!({ "run_id": id, "status": status, "outputs": Value::Null, "error": { "code": "orch::run::interrupted", "message": message } })
-        );
+        print_error_line(id.as_deref(), status.as_deref(), "orch::run::interrupted", &message);
     }
     128 + number
+}
+
+/// The `--json` last line of a run command that ends without an outcome of the run's own (§9).
+fn print_error_line(run_id: Option<&str>, status: Option<&str>, code: &str, message: &str) {
+    let error = json!({ "code": code, "message": message });
+    println!("{}", json!({ "run_id": run_id, "status": status, "outputs": Value::Null, "error": error }));
 }
 
 /// Prints a command's error (with `--json`, also as the JSON last line) and gives the exit status.
 pub(super) fn refuse(e: &RunError, json: bool) -> i32 {
     eprintln!("error[{}]: {e}", e.code());
     if json {
-        println!(
-            "{}",
-            json!({ "run_id": Value::Null, "status": "error", "outputs": Value::Null, "error": { "code": e.code(), "message": e.to_string() } })
-        );
+        print_error_line(None, Some("error"), e.code(), &e.to_string());
     }
     match e {
         RunError::Store(_) => exit::FAILED,
@@ -174,10 +174,7 @@ pub fn run(args: RunArgs) -> i32 {
     let Some(program) = checked.program else {
         eprintln!("orchc: {} does not check; nothing was run", args.file.display());
         if args.json {
-            println!(
-                "{}",
-                json!({ "run_id": Value::Null, "status": "error", "outputs": Value::Null, "error": { "code": "orch::check", "message": "the file does not check" } })
-            );
+            print_error_line(None, Some("error"), "orch::check", "the file does not check");
         }
         return exit::USAGE;
     };
